@@ -1,0 +1,30 @@
+# StyleGAN2 inversion study: what input data does inversion need?
+# Thin entry point: config, schema validation, one include per stage, final targets.
+# Main job:     snakemake --cores 4 results/figures
+# Offline demo: snakemake --cores 2 --configfile tests/demo.yaml results/figures
+
+from snakemake.utils import min_version, validate
+
+min_version("8.0")
+
+
+configfile: "config.yaml"
+
+
+validate(config, schema="schemas/config.schema.yaml")
+
+
+include: "rules/common.smk"
+include: "rules/download_weights.smk"
+include: "rules/generate.smk"
+include: "rules/degrade.smk"
+include: "rules/align.smk"
+include: "rules/project.smk"
+include: "rules/metrics.smk"
+include: "rules/figures.smk"
+
+
+rule all:
+    input:
+        FIGURES,
+    default_target: True

@@ -1,0 +1,23 @@
+# figures stage: per question a montage and metric-vs-level plots with 95% bootstrap CIs.
+
+
+rule plot_figures:
+    input:
+        ALL_METRICS,
+    output:
+        report(
+            directory(FIGURES),
+            patterns=["{name}.png"],
+            caption="../report/figures.rst",
+            category="Figures",
+        ),
+    log:
+        "results/logs/figures/figures.log",
+    conda:
+        "../envs/study.yaml"
+    params:
+        python=PYTHON,
+        config=get_config_json,
+    shell:
+        "{params.python} scripts/figures.py --config {params.config:q} --metrics {input} "
+        "--out {output} > {log} 2>&1"

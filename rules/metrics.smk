@@ -1,0 +1,39 @@
+# metrics stage: one tidy table, one row per image x condition.
+
+
+rule compute_metrics:
+    input:
+        get_metrics_inputs,
+    output:
+        METRICS,
+    log:
+        "results/logs/metrics/{condition}.log",
+    benchmark:
+        "results/benchmarks/metrics/{condition}.tsv"
+    conda:
+        "../envs/study.yaml"
+    threads: 1
+    params:
+        python=PYTHON,
+        items=get_condition_items_json,
+        config=get_config_json,
+        device=config["device"],
+    shell:
+        "OMP_NUM_THREADS={threads} {params.python} scripts/metrics.py --config {params.config:q} "
+        "--condition {wildcards.condition:q} --items {params.items:q} --device {params.device} "
+        "--out {output} > {log} 2>&1"
+
+
+rule collect_metrics:
+    input:
+        get_all_metrics,
+    output:
+        ALL_METRICS,
+    log:
+        "results/logs/metrics/collect.log",
+    conda:
+        "../envs/study.yaml"
+    params:
+        python=PYTHON,
+    shell:
+        "{params.python} scripts/metrics.py --collect {input:q} --out {output} > {log} 2>&1"

@@ -1,0 +1,45 @@
+"""Shared plumbing of the scripts/ CLIs: logging setup and clear one-line errors."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Callable
+
+# Errors that carry a complete, user-facing message (file + reason); shown without a traceback.
+def _known_errors() -> tuple[type[BaseException], ...]:
+    from .generate import GenerateError
+    from .losses import LossSetupError
+    from .study import StudyError
+    from .stylegan2 import CheckpointError
+
+    errs: list[type[BaseException]] = [CheckpointError, GenerateError, LossSetupError, StudyError, FileNotFoundError]
+    try:
+        from .weights import WeightsError
+
+        errs.append(WeightsError)
+    except ImportError:
+        pass
+    return tuple(errs)
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """Log to stderr with time and level (the workflow sends stderr to each rule's log)."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def run(main: Callable[[], int | None]) -> None:
+    """Run a CLI main(); known errors become one 'error: ...' line and exit status 1."""
+    try:
+        code = main()
+    except _known_errors() as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(int(code or 0))

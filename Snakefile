@@ -8,7 +8,11 @@ from snakemake.utils import min_version, validate
 min_version("8.0")
 
 
-configfile: "config.yaml"
+# config.yaml is the real study; a --configfile given on the command line (e.g. the offline
+# demo, tests/demo.yaml) replaces it instead of being merged into it.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
 
 
 validate(config, schema="schemas/config.schema.yaml")

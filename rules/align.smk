@@ -18,5 +18,5 @@ rule align_face:
         mode=get_align_mode,
         max_pixels=config.get("max_pixels", 100000000),
     shell:
-        "{params.python} scripts/align.py --mode {params.mode} --size {wildcards.size} "
+        "{params.python} {SCRIPTS}/align.py --mode {params.mode} --size {wildcards.size} "
         "--max-pixels {params.max_pixels} --out {output} {input}/image.png > {log} 2>&1"

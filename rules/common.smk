@@ -59,6 +59,7 @@ def _python():
 
 
 PYTHON = _python()
+SCRIPTS = str(Path(workflow.basedir) / "scripts")
 DEGRADE_IDS = STUDY.degrade_ids()
 
 for _name, _src in STUDY.sources.items():

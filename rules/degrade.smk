@@ -17,7 +17,7 @@ rule degrade_raw:
         level=get_degrade_level,
         seed=STUDY.seed,
     shell:
-        "{params.python} scripts/degrade.py --op {params.op} --level {params.level} --seed {params.seed} "
+        "{params.python} {SCRIPTS}/degrade.py --op {params.op} --level {params.level} --seed {params.seed} "
         "--out {output} {input}/image.png > {log} 2>&1"
 
 
@@ -36,5 +36,5 @@ rule degrade_aligned:
         level=get_degrade_level,
         seed=STUDY.seed,
     shell:
-        "{params.python} scripts/degrade.py --op {params.op} --level {params.level} --seed {params.seed} "
+        "{params.python} {SCRIPTS}/degrade.py --op {params.op} --level {params.level} --seed {params.seed} "
         "--out {output} {input}/image.png > {log} 2>&1"

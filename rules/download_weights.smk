@@ -14,7 +14,7 @@ rule make_stand_in_generator:
         python=PYTHON,
         args=get_stand_in_args,
     shell:
-        "{params.python} scripts/make_stand_in_generator.py {params.args} --out {output} > {log} 2>&1"
+        "{params.python} {SCRIPTS}/make_stand_in_generator.py {params.args} --out {output} > {log} 2>&1"
 
 
 rule download_weights:
@@ -30,4 +30,4 @@ rule download_weights:
         python=PYTHON,
         args=get_download_args,
     shell:
-        "{params.python} scripts/download_weights.py {params.args} --out {output} 2>&1 | tee {log}"
+        "{params.python} {SCRIPTS}/download_weights.py {params.args} --out {output} 2>&1 | tee {log}"

@@ -19,5 +19,5 @@ rule plot_figures:
         python=PYTHON,
         config=get_config_json,
     shell:
-        "{params.python} scripts/figures.py --config {params.config:q} --metrics {input} "
+        "{params.python} {SCRIPTS}/figures.py --config {params.config:q} --metrics {input} "
         "--out {output} > {log} 2>&1"

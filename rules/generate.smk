@@ -16,7 +16,7 @@ rule make_demo_clip:
         photo=get_demo_clip_photo,
         frames=get_demo_clip_frames,
     shell:
-        "{params.python} scripts/generate.py demo-clip --photo {params.photo} --frames {params.frames} "
+        "{params.python} {SCRIPTS}/generate.py demo-clip --photo {params.photo} --frames {params.frames} "
         "--out {output} > {log} 2>&1"
 
 
@@ -36,7 +36,7 @@ checkpoint extract_frames:
         stride=get_video_stride,
         max_frames=get_video_max_frames,
     shell:
-        "{params.python} scripts/generate.py frames {input} --stride {params.stride} "
+        "{params.python} {SCRIPTS}/generate.py frames {input} --stride {params.stride} "
         "{params.max_frames} --out {output} > {log} 2>&1"
 
 
@@ -55,7 +55,7 @@ rule ingest_frame:
         python=PYTHON,
         max_pixels=config.get("max_pixels", 100000000),
     shell:
-        "{params.python} scripts/generate.py ingest {input} --stem image --max-pixels {params.max_pixels} "
+        "{params.python} {SCRIPTS}/generate.py ingest {input} --stem image --max-pixels {params.max_pixels} "
         "--out {output} > {log} 2>&1"
 
 
@@ -74,7 +74,7 @@ rule ingest_image:
         python=PYTHON,
         max_pixels=config.get("max_pixels", 100000000),
     shell:
-        "{params.python} scripts/generate.py ingest {input:q} --stem image --max-pixels {params.max_pixels} "
+        "{params.python} {SCRIPTS}/generate.py ingest {input:q} --stem image --max-pixels {params.max_pixels} "
         "--out {output} > {log} 2>&1"
 
 
@@ -91,7 +91,7 @@ rule copy_bundled_photo:
         python=PYTHON,
         max_pixels=config.get("max_pixels", 100000000),
     shell:
-        "{params.python} scripts/generate.py bundled {wildcards.item} --stem image "
+        "{params.python} {SCRIPTS}/generate.py bundled {wildcards.item} --stem image "
         "--max-pixels {params.max_pixels} --out {output} > {log} 2>&1"
 
 
@@ -112,5 +112,5 @@ rule generate_sample:
         truncation=get_sample_truncation,
         device=config["device"],
     shell:
-        "{params.python} scripts/generate.py samples --weights {input} --seed {params.seed} "
+        "{params.python} {SCRIPTS}/generate.py samples --weights {input} --seed {params.seed} "
         "--truncation {params.truncation} --device {params.device} --stem image --out {output} > {log} 2>&1"

@@ -15,12 +15,12 @@ rule compute_metrics:
     threads: 1
     params:
         python=PYTHON,
-        items=get_condition_items_json,
+        item_list=get_condition_items_json,
         config=get_config_json,
         device=config["device"],
     shell:
-        "OMP_NUM_THREADS={threads} {params.python} scripts/metrics.py --config {params.config:q} "
-        "--condition {wildcards.condition:q} --items {params.items:q} --device {params.device} "
+        "OMP_NUM_THREADS={threads} {params.python} {SCRIPTS}/metrics.py --config {params.config:q} "
+        "--condition {wildcards.condition:q} --items {params.item_list:q} --device {params.device} "
         "--out {output} > {log} 2>&1"
 
 
@@ -36,4 +36,4 @@ rule collect_metrics:
     params:
         python=PYTHON,
     shell:
-        "{params.python} scripts/metrics.py --collect {input:q} --out {output} > {log} 2>&1"
+        "{params.python} {SCRIPTS}/metrics.py --collect {input:q} --out {output} > {log} 2>&1"

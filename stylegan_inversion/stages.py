@@ -9,7 +9,6 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from . import degrade as deg
 from .io import STATUS_OK, InputError, StageRecorder, load_image, resolve_inputs, save_png_atomic, atomic_path, write_csv_atomic
@@ -107,6 +106,8 @@ def project_files(
     batch_size: int = 1,
 ) -> list[dict]:
     """Project each target image into the generator; writes <stem>.png/.npz/_trace.csv and project.csv."""
+    import torch
+
     from .device import resolve_device
     from .images import pil_to_tensor, tensor_to_pil
     from .losses import load_lpips

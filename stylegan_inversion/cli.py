@@ -8,12 +8,14 @@ from typing import Callable
 
 # Errors that carry a complete, user-facing message (file + reason); shown without a traceback.
 def _known_errors() -> tuple[type[BaseException], ...]:
+    from .config import ConfigError
+    from .degrade import DegradeError
     from .generate import GenerateError
     from .losses import LossSetupError
     from .study import StudyError
     from .stylegan2 import CheckpointError
 
-    errs: list[type[BaseException]] = [CheckpointError, GenerateError, LossSetupError, StudyError, FileNotFoundError]
+    errs: list[type[BaseException]] = [CheckpointError, ConfigError, DegradeError, GenerateError, LossSetupError, StudyError, FileNotFoundError]
     try:
         from .weights import WeightsError
 

@@ -134,8 +134,28 @@ def realworld_params(level: float, seed: int) -> dict:
     }
 
 
+_VALID = {
+    "jpeg": (lambda v: 1 <= round(v) <= 100, "a quality in 1..100"),
+    "blur": (lambda v: v >= 0, "a sigma >= 0"),
+    "downscale": (lambda v: v >= 1, "a factor >= 1"),
+    "noise": (lambda v: v >= 0, "a sigma >= 0"),
+    "misalign": (lambda v: v >= 0, "a magnitude >= 0"),
+    "realworld": (lambda v: 0 <= v <= 1, "a level in [0, 1]"),
+}
+
+
+def validate(op: str, level: float) -> None:
+    """Raise DegradeError unless ``op`` is known and ``level`` is in its range."""
+    if op not in _VALID:
+        raise DegradeError(f"unknown degradation {op!r} (one of {', '.join(DEGRADE_OPS)})")
+    ok, what = _VALID[op]
+    if not ok(level):
+        raise DegradeError(f"{op} level must be {what}, got {level:g}")
+
+
 def apply(img: Image.Image, op: str, level: float, seed: int = 0) -> Degraded:
     """Apply one operation at ``level`` with ``seed``; returns the image and the parameters used."""
+    validate(op, level)
     img = img.convert("RGB")
     base = {"op": op, "level": level, "seed": int(seed)}
     if op == "jpeg":

@@ -71,8 +71,14 @@ def load_lpips(net: str = "vgg", backbone: str = "pretrained", device="cpu", see
     return model.to(device)
 
 
+LPIPS_MIN_SIZE = 32  # AlexNet's pooling needs at least 32 px; smaller images are upsampled first
+
+
 def lpips_distance(model, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """LPIPS per image: a, b [N, 3, H, W] in [-1, 1] -> [N]."""
+    """LPIPS per image: a, b [N, 3, H, W] in [-1, 1] -> [N] (inputs under 32 px are upsampled)."""
+    if min(a.shape[-2:]) < LPIPS_MIN_SIZE:
+        a = F.interpolate(a, size=(LPIPS_MIN_SIZE, LPIPS_MIN_SIZE), mode="bilinear", align_corners=False)
+        b = F.interpolate(b, size=(LPIPS_MIN_SIZE, LPIPS_MIN_SIZE), mode="bilinear", align_corners=False)
     return model(a, b, normalize=False).view(a.shape[0])
 
 

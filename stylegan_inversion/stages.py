@@ -71,6 +71,7 @@ def sample_items(weights: Path, seeds: list[int], out_dir: Path, truncation: flo
 
 def degrade_files(paths: list[Path], op: str, level: float, seed: int, out_dir: Path) -> list[dict]:
     """Degrade each image (seed derived per image from ``seed`` and its name); writes degrade.csv."""
+    deg.validate(op, level)
     out_dir = Path(out_dir)
     rec = StageRecorder(out_dir, "degrade", ["output", "op", "level", "seed", "psnr_vs_input", "params"])
     for inp in resolve_inputs(paths):

@@ -29,6 +29,6 @@ include: "rules/figures.smk"
 
 
 rule all:
+    default_target: True
     input:
         FIGURES,
-    default_target: True

@@ -14,9 +14,9 @@ rule align_face:
     conda:
         "../envs/study.yaml"
     params:
-        python=PYTHON,
+        cli=script("align.py"),
         mode=get_align_mode,
         max_pixels=config.get("max_pixels", 100000000),
     shell:
-        "{params.python} {SCRIPTS}/align.py --mode {params.mode} --size {wildcards.size} "
+        "{params.cli} --mode {params.mode} --size {wildcards.size} "
         "--max-pixels {params.max_pixels} --out {output} {input}/image.png > {log} 2>&1"

@@ -59,15 +59,15 @@ def _python():
 
 
 PYTHON = _python()
-SCRIPTS = str(Path(workflow.basedir) / "scripts")
-DEGRADE_IDS = STUDY.degrade_ids()
+SCRIPTS = Path(workflow.basedir) / "scripts"
 
-for _name, _src in STUDY.sources.items():
-    if _src.kind == "video" and not Path(_src.spec["path"]).is_file():
-        raise WorkflowError(
-            f"config sources.{_name}: video {_src.spec['path']} not found. Put the clip there "
-            "(see data/README.md) or remove the source from the config."
-        )
+
+def script(name):
+    """Command prefix running one of the workflow's scripts with the workflow's interpreter."""
+    return f"{PYTHON} {SCRIPTS / name}"
+
+
+DEGRADE_IDS = STUDY.degrade_ids()
 
 
 wildcard_constraints:
@@ -97,6 +97,11 @@ def get_video(wildcards):
     src = STUDY.sources[wildcards.source]
     if src.kind == "bundled_video":
         return DEMO_VIDEO.format(source=wildcards.source)
+    if not Path(src.spec["path"]).is_file():
+        raise WorkflowError(
+            f"config sources.{wildcards.source}: video {src.spec['path']} not found. Put the clip there "
+            "(see data/README.md) or remove the source from the config."
+        )
     return src.spec["path"]
 
 
@@ -104,7 +109,9 @@ def get_folder_file(wildcards):
     """The user's file behind a folder-source item."""
     items = folder_items(Path(STUDY.sources[wildcards.source].spec["path"]))
     if wildcards.item not in items:
-        raise WorkflowError(f"source {wildcards.source}: no file for item {wildcards.item}")
+        raise WorkflowError(
+            f"source {wildcards.source}: no file for item {wildcards.item}"
+        )
     return str(items[wildcards.item])
 
 
@@ -135,7 +142,9 @@ def get_degrade_level(wildcards):
 def get_align_input(wildcards):
     if wildcards.pre == "clean":
         return INPUT.format(source=wildcards.source, item=wildcards.item)
-    return DEGRADED_RAW.format(degrade=wildcards.pre, source=wildcards.source, item=wildcards.item)
+    return DEGRADED_RAW.format(
+        degrade=wildcards.pre, source=wildcards.source, item=wildcards.item
+    )
 
 
 def get_align_mode(wildcards):

@@ -12,12 +12,12 @@ rule degrade_raw:
     conda:
         "../envs/study.yaml"
     params:
-        python=PYTHON,
+        cli=script("degrade.py"),
         op=get_degrade_op,
         level=get_degrade_level,
         seed=STUDY.seed,
     shell:
-        "{params.python} {SCRIPTS}/degrade.py --op {params.op} --level {params.level} --seed {params.seed} "
+        "{params.cli} --op {params.op} --level {params.level} --seed {params.seed} "
         "--out {output} {input}/image.png > {log} 2>&1"
 
 
@@ -31,10 +31,10 @@ rule degrade_aligned:
     conda:
         "../envs/study.yaml"
     params:
-        python=PYTHON,
+        cli=script("degrade.py"),
         op=get_degrade_op,
         level=get_degrade_level,
         seed=STUDY.seed,
     shell:
-        "{params.python} {SCRIPTS}/degrade.py --op {params.op} --level {params.level} --seed {params.seed} "
+        "{params.cli} --op {params.op} --level {params.level} --seed {params.seed} "
         "--out {output} {input}/image.png > {log} 2>&1"

@@ -11,10 +11,10 @@ rule make_stand_in_generator:
     conda:
         "../envs/study.yaml"
     params:
-        python=PYTHON,
+        cli=script("make_stand_in_generator.py"),
         args=get_stand_in_args,
     shell:
-        "{params.python} {SCRIPTS}/make_stand_in_generator.py {params.args} --out {output} > {log} 2>&1"
+        "{params.cli} {params.args} --out {output} > {log} 2>&1"
 
 
 rule download_weights:
@@ -27,7 +27,7 @@ rule download_weights:
     conda:
         "../envs/study.yaml"
     params:
-        python=PYTHON,
+        cli=script("download_weights.py"),
         args=get_download_args,
     shell:
-        "{params.python} {SCRIPTS}/download_weights.py {params.args} --out {output} 2>&1 | tee {log}"
+        "{params.cli} {params.args} --out {output} 2>&1 | tee {log}"

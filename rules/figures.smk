@@ -16,8 +16,8 @@ rule plot_figures:
     conda:
         "../envs/study.yaml"
     params:
-        python=PYTHON,
+        cli=script("figures.py"),
         config=get_config_json,
     shell:
-        "{params.python} {SCRIPTS}/figures.py --config {params.config:q} --metrics {input} "
+        "{params.cli} --config {params.config:q} --metrics {input} "
         "--out {output} > {log} 2>&1"

@@ -12,11 +12,11 @@ rule make_demo_clip:
     conda:
         "../envs/study.yaml"
     params:
-        python=PYTHON,
+        cli=script("generate.py"),
         photo=get_demo_clip_photo,
         frames=get_demo_clip_frames,
     shell:
-        "{params.python} {SCRIPTS}/generate.py demo-clip --photo {params.photo} --frames {params.frames} "
+        "{params.cli} demo-clip --photo {params.photo} --frames {params.frames} "
         "--out {output} > {log} 2>&1"
 
 
@@ -32,11 +32,11 @@ checkpoint extract_frames:
     conda:
         "../envs/study.yaml"
     params:
-        python=PYTHON,
+        cli=script("generate.py"),
         stride=get_video_stride,
         max_frames=get_video_max_frames,
     shell:
-        "{params.python} {SCRIPTS}/generate.py frames {input} --stride {params.stride} "
+        "{params.cli} frames {input} --stride {params.stride} "
         "{params.max_frames} --out {output} > {log} 2>&1"
 
 
@@ -52,10 +52,10 @@ rule ingest_frame:
     conda:
         "../envs/study.yaml"
     params:
-        python=PYTHON,
+        cli=script("generate.py"),
         max_pixels=config.get("max_pixels", 100000000),
     shell:
-        "{params.python} {SCRIPTS}/generate.py ingest {input} --stem image --max-pixels {params.max_pixels} "
+        "{params.cli} ingest {input} --stem image --max-pixels {params.max_pixels} "
         "--out {output} > {log} 2>&1"
 
 
@@ -71,10 +71,10 @@ rule ingest_image:
     conda:
         "../envs/study.yaml"
     params:
-        python=PYTHON,
+        cli=script("generate.py"),
         max_pixels=config.get("max_pixels", 100000000),
     shell:
-        "{params.python} {SCRIPTS}/generate.py ingest {input:q} --stem image --max-pixels {params.max_pixels} "
+        "{params.cli} ingest {input:q} --stem image --max-pixels {params.max_pixels} "
         "--out {output} > {log} 2>&1"
 
 
@@ -88,10 +88,10 @@ rule copy_bundled_photo:
     conda:
         "../envs/study.yaml"
     params:
-        python=PYTHON,
+        cli=script("generate.py"),
         max_pixels=config.get("max_pixels", 100000000),
     shell:
-        "{params.python} {SCRIPTS}/generate.py bundled {wildcards.item} --stem image "
+        "{params.cli} bundled {wildcards.item} --stem image "
         "--max-pixels {params.max_pixels} --out {output} > {log} 2>&1"
 
 
@@ -107,10 +107,10 @@ rule generate_sample:
     conda:
         "../envs/study.yaml"
     params:
-        python=PYTHON,
+        cli=script("generate.py"),
         seed=get_sample_seed,
         truncation=get_sample_truncation,
         device=config["device"],
     shell:
-        "{params.python} {SCRIPTS}/generate.py samples --weights {input} --seed {params.seed} "
+        "{params.cli} samples --weights {input} --seed {params.seed} "
         "--truncation {params.truncation} --device {params.device} --stem image --out {output} > {log} 2>&1"

@@ -14,12 +14,12 @@ rule compute_metrics:
         "../envs/study.yaml"
     threads: 1
     params:
-        python=PYTHON,
+        cli=script("metrics.py"),
         item_list=get_condition_items_json,
         config=get_config_json,
         device=config["device"],
     shell:
-        "OMP_NUM_THREADS={threads} {params.python} {SCRIPTS}/metrics.py --config {params.config:q} "
+        "OMP_NUM_THREADS={threads} {params.cli} --config {params.config:q} "
         "--condition {wildcards.condition:q} --items {params.item_list:q} --device {params.device} "
         "--out {output} > {log} 2>&1"
 
@@ -34,6 +34,6 @@ rule collect_metrics:
     conda:
         "../envs/study.yaml"
     params:
-        python=PYTHON,
+        cli=script("metrics.py"),
     shell:
-        "{params.python} {SCRIPTS}/metrics.py --collect {input:q} --out {output} > {log} 2>&1"
+        "{params.cli} --collect {input:q} --out {output} > {log} 2>&1"

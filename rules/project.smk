@@ -15,7 +15,7 @@ rule project_image:
         "../envs/study.yaml"
     threads: 1
     params:
-        python=PYTHON,
+        cli=script("project.py"),
         loss=get_condition_loss,
         latent=get_condition_latent,
         steps=config["project"]["steps"],
@@ -25,7 +25,7 @@ rule project_image:
         device=config["device"],
     shell:
         "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} "
-        "{params.python} {SCRIPTS}/project.py --weights {input.weights} --loss {params.loss} "
+        "{params.cli} --weights {input.weights} --loss {params.loss} "
         "--latent {params.latent} --steps {params.steps} --params {params.projector:q} "
         "--lpips-net {params.lpips_net} --lpips-backbone {params.lpips_backbone} --device {params.device} "
         "--threads {threads} --out {output} {input.target}/image.png > {log} 2>&1"

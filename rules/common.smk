@@ -1,6 +1,7 @@
 # Helpers shared by the stage rules: the expanded study design, wildcard constraints and
 # input functions. All logic lives in the stylegan_inversion package; this file wires it.
 
+import functools
 import json
 import re
 import sys
@@ -105,9 +106,14 @@ def get_video(wildcards):
     return src.spec["path"]
 
 
+@functools.cache
+def _folder_items(source):
+    return folder_items(Path(STUDY.sources[source].spec["path"]))
+
+
 def get_folder_file(wildcards):
     """The user's file behind a folder-source item."""
-    items = folder_items(Path(STUDY.sources[wildcards.source].spec["path"]))
+    items = _folder_items(wildcards.source)
     if wildcards.item not in items:
         raise WorkflowError(
             f"source {wildcards.source}: no file for item {wildcards.item}"

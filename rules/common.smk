@@ -244,13 +244,13 @@ def get_demo_clip_frames(wildcards):
     return STUDY.sources[wildcards.source].spec.get("frames", 30)
 
 
-def get_video_stride(wildcards):
-    return STUDY.sources[wildcards.source].spec.get("stride", 5)
-
-
-def get_video_max_frames(wildcards):
-    m = STUDY.sources[wildcards.source].spec.get("max_frames")
-    return f"--max-frames {m}" if m else ""
+def get_frame_selection(wildcards):
+    """CLI options choosing a video's frames: --fps F or --stride N, and --max-frames M."""
+    spec = STUDY.sources[wildcards.source].spec
+    args = f"--fps {spec['fps']}" if spec.get("fps") else f"--stride {spec.get('stride', 5)}"
+    if spec.get("max_frames"):
+        args += f" --max-frames {spec['max_frames']}"
+    return args
 
 
 def get_sample_truncation(wildcards):

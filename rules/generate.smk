@@ -33,11 +33,9 @@ checkpoint extract_frames:
         "../envs/study.yaml"
     params:
         cli=script("generate.py"),
-        stride=get_video_stride,
-        max_frames=get_video_max_frames,
+        select=get_frame_selection,
     shell:
-        "{params.cli} frames {input} --stride {params.stride} "
-        "{params.max_frames} --out {output} > {log} 2>&1"
+        "{params.cli} frames {input} {params.select} --out {output} > {log} 2>&1"
 
 
 rule ingest_frame:

@@ -2,7 +2,7 @@
 """Make the study's inputs: frames from a video, a demo clip, bundled photos, user images, generator samples.
 
 Subcommands:
-  frames VIDEO --stride N [--max-frames M] --out DIR     every N-th frame as f<index>.png
+  frames VIDEO (--stride N | --fps F) [--max-frames M] --out DIR   every N-th frame (or F per second) as f<index>.png
   demo-clip --photo NAME --out FILE.mp4                   a synthetic head-motion clip from a bundled photo
   bundled NAME --out DIR [--stem image]                   a face photo shipped inside an installed package
   ingest FILE... --out DIR [--stem image]                 any image file, normalised to an upright RGB PNG
@@ -27,6 +27,7 @@ def main() -> int:
     f.add_argument("--stride", type=int, default=5)
     f.add_argument("--max-frames", type=int, default=None)
     f.add_argument("--start", type=int, default=0)
+    f.add_argument("--fps", type=float, default=None, help="take frames at this rate instead of every N-th")
     f.add_argument("--out", type=Path, required=True)
     d = sub.add_parser("demo-clip", help="synthesise a short clip from a bundled photo")
     d.add_argument("--photo", default="astronaut")
@@ -56,8 +57,9 @@ def main() -> int:
     from stylegan_inversion import generate, stages
 
     if args.cmd == "frames":
-        paths = generate.extract_frames(args.video, args.out, args.stride, args.max_frames, args.start)
-        print(f"{args.video}: wrote {len(paths)} frames (stride {args.stride}) to {args.out}")
+        paths = generate.extract_frames(args.video, args.out, args.stride, args.max_frames, args.start, args.fps)
+        how = f"{args.fps:g} fps" if args.fps else f"stride {args.stride}"
+        print(f"{args.video}: wrote {len(paths)} frames ({how}) to {args.out}")
     elif args.cmd == "demo-clip":
         from stylegan_inversion.io import load_image
 

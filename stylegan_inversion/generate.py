@@ -70,8 +70,11 @@ def _ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
-def iter_video_frames(path: str | Path) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield (index, RGB uint8 frame) for every frame of a video; GenerateError if unreadable."""
+def iter_video_frames(path: str | Path, meta_out: dict | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield (index, RGB uint8 frame) for every frame of a video; GenerateError if unreadable.
+
+    ``meta_out``, if given, receives the stream metadata (fps, size, duration) before the first frame.
+    """
     import imageio_ffmpeg
 
     path = Path(path)
@@ -82,6 +85,8 @@ def iter_video_frames(path: str | Path) -> Iterator[tuple[int, np.ndarray]]:
     try:
         reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
         meta = next(reader)
+        if meta_out is not None:
+            meta_out.update(meta)
         w, h = meta["size"]
         for i, buf in enumerate(reader):
             yield i, np.frombuffer(buf, dtype=np.uint8).reshape(h, w, 3)
@@ -92,15 +97,35 @@ def iter_video_frames(path: str | Path) -> Iterator[tuple[int, np.ndarray]]:
         raise GenerateError(f"{path}: cannot decode video ({first[-1] if first else type(e).__name__})") from None
 
 
-def extract_frames(video: str | Path, out_dir: str | Path, stride: int = 5, max_frames: int | None = None, start: int = 0) -> list[Path]:
-    """Write every ``stride``-th frame from ``start`` as ``f<index:06d>.png``; returns the paths."""
+def extract_frames(
+    video: str | Path, out_dir: str | Path, stride: int = 5, max_frames: int | None = None, start: int = 0, fps: float | None = None
+) -> list[Path]:
+    """Write every ``stride``-th frame from ``start`` (or frames at a target ``fps``) as ``f<index:06d>.png``.
+
+    With ``fps``, frame i is kept when it is the first frame at or after each tick of the target
+    rate (i.e. floor(i * fps / source_fps) increases), so a 25 fps clip at fps=5 keeps every 5th frame.
+    """
     if stride < 1:
         raise GenerateError(f"stride must be >= 1, got {stride}")
+    if fps is not None and fps <= 0:
+        raise GenerateError(f"fps must be > 0, got {fps}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    for i, frame in iter_video_frames(video):
-        if i < start or (i - start) % stride:
+    meta: dict = {}
+    last_tick = -1
+    for i, frame in iter_video_frames(video, meta):
+        if i < start:
+            continue
+        if fps is not None:
+            src = float(meta.get("fps") or 0)
+            if src <= 0:
+                raise GenerateError(f"{video}: the video does not state its frame rate; use a stride instead of fps")
+            tick = int(np.floor((i - start) * fps / src + 1e-9))
+            if tick == last_tick:
+                continue
+            last_tick = tick
+        elif (i - start) % stride:
             continue
         if max_frames is not None and len(written) >= max_frames:
             break

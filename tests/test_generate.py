@@ -37,6 +37,12 @@ def test_frames_max_and_start(clip, tmp_path):
     assert [p.name for p in paths] == ["f000002.png", "f000005.png", "f000008.png", "f000011.png"]
 
 
+def test_frames_at_a_target_fps(clip, tmp_path):
+    # the clip is 10 fps; 2.5 fps keeps every 4th frame
+    paths = generate.extract_frames(clip, tmp_path, fps=2.5)
+    assert [p.name for p in paths] == [f"f{i:06d}.png" for i in (0, 4, 8, 12, 16, 20)]
+
+
 @pytest.mark.parametrize("content", [None, b"", b"\x00\x01garbage" * 100])
 def test_bad_video_names_the_file(tmp_path, content):
     path = tmp_path / "broken.mp4"

@@ -4,35 +4,49 @@ Registry entries (``weights:`` in the config) have a ``kind``:
 - ``stand_in``: a tiny randomly initialised StyleGAN2 built from a seed, saved in the
   rosinality checkpoint format and loaded through the same loader as real weights.
   Every output made with it says it is a stand-in.
-- ``url``: a file fetched from ``url`` (checked against ``sha256``), converted to the
-  rosinality format when ``convert: nvidia_pkl``.
+- ``url``: a file fetched from ``url`` (or the first of ``urls`` that works), checked against
+  ``sha256`` (and ``size``), through ``stylegan_inversion.download`` (resume, retries, stall
+  timeout, local mirror folder). Optional post-processing, in this order:
+  ``extract: bz2|zip`` (``member`` names the file inside a zip, ``member_sha256`` checks it) and
+  ``convert: nvidia_pkl`` (NVIDIA pickle -> rosinality checkpoint). With post-processing the
+  download is kept under ``<out dir>/downloads/`` so a re-run needs no network.
+  ``torch_hub: <file name>`` marks a torchvision backbone whose default place is
+  ``$TORCH_HOME/hub/checkpoints/<file name>``; ``licence`` is a note shown in the log.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import shutil
-import urllib.error
-import urllib.request
 from pathlib import Path
+from typing import IO, Iterable
 
-from .io import atomic_path
+from .download import (
+    DEFAULT_BACKOFF,
+    DEFAULT_RETRIES,
+    DEFAULT_STALL_TIMEOUT,
+    DownloadError,
+    download,
+    extract,
+    sha256_file,
+    torch_hub_path,
+    url_basename,
+)
+
+__all__ = [
+    "CONVERT_KINDS", "EXTRACT_KINDS", "WeightsError", "default_output", "ensure_weights", "entry_urls", "fetch",
+    "load_registry", "make_stand_in", "parse_channels", "sha256_file", "torch_hub_path",
+]
 
 log = logging.getLogger(__name__)
 
 
+CONVERT_KINDS = ("nvidia_pkl",)
+EXTRACT_KINDS = ("bz2", "zip")
+ENTRY_KINDS = ("stand_in", "url")
+
+
 class WeightsError(RuntimeError):
     """Weights that cannot be obtained; the message names the file, where to put it and how."""
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while b := f.read(chunk):
-            h.update(b)
-    return h.hexdigest()
 
 
 def parse_channels(text: str | dict) -> dict[int, int]:
@@ -57,50 +71,107 @@ def make_stand_in(out: str | Path, resolution: int, style_dim: int, n_mlp: int, 
     return Path(out)
 
 
-def fetch(url: str, out: str | Path, sha256: str | None = None, name: str = "", timeout: float = 60.0) -> Path:
-    """Download url to out (temp file, verify, rename); a present file with the right checksum is kept."""
-    out = Path(out)
-    label = name or out.name
-    if out.is_file() and (not sha256 or sha256_file(out) == sha256):
-        log.info("%s: already present at %s", label, out)
-        return out
+def fetch(url: str | list[str], out: str | Path, sha256: str | None = None, name: str = "", timeout: float = DEFAULT_STALL_TIMEOUT,
+          **kwargs) -> Path:
+    """Download url to out (``.part``, verify, rename); a present file with the right checksum is kept.
+
+    ``timeout`` is the stall timeout; other keywords (size, mirrors, retries, backoff, progress_stream)
+    go to ``stylegan_inversion.download.download``.
+    """
     try:
-        with atomic_path(out) as tmp:
-            with urllib.request.urlopen(url, timeout=timeout) as r, open(tmp, "wb") as f:
-                shutil.copyfileobj(r, f, 1 << 20)
-            if sha256:
-                got = sha256_file(tmp)
-                if got != sha256:
-                    raise WeightsError(f"{label}: checksum mismatch for {url}: expected sha256 {sha256}, got {got}; nothing was kept")
-    except (urllib.error.URLError, OSError, TimeoutError) as e:
-        raise WeightsError(
-            f"{label}: cannot download {url} ({getattr(e, 'reason', e)}). "
-            f"If this machine is offline, fetch that file elsewhere and place it at {out}, then re-run."
-        ) from None
-    return out
+        return download(url, out, sha256=sha256, name=name or Path(out).name, stall_timeout=timeout, **kwargs)
+    except DownloadError as e:
+        raise WeightsError(str(e)) from None
 
 
-def ensure_weights(name: str, entry: dict, out: str | Path) -> Path:
-    """Make sure the rosinality-format checkpoint for registry entry ``name`` exists at ``out``."""
-    out = Path(out)
+def entry_urls(entry: dict) -> list[str]:
+    """The URLs of a registry entry, in the order to try them (``url`` then ``urls``)."""
+    urls = []
+    if entry.get("url"):
+        urls.append(str(entry["url"]))
+    extra = entry.get("urls") or []
+    if isinstance(extra, str):
+        extra = [extra]
+    urls += [str(u) for u in extra if u]
+    return list(dict.fromkeys(urls))
+
+
+def default_output(name: str, entry: dict, weights_dir: str | Path = "data/weights", torch_home: str | Path | None = None) -> Path:
+    """Where an entry's final file goes when no --out is given: the torch hub cache for backbones, else weights_dir/<name>.pt."""
+    if entry.get("torch_hub"):
+        return torch_hub_path(str(entry["torch_hub"]), torch_home)
+    suffix = ".pt" if entry.get("kind") == "stand_in" or entry.get("convert") else Path(url_basename((entry_urls(entry) or [""])[0])).suffix
+    return Path(weights_dir) / f"{name}{suffix or '.pt'}"
+
+
+def _check_entry(name: str, entry: dict) -> None:
+    """Refuse registry entries with unknown kinds or post-processing, before any download."""
     kind = entry.get("kind")
-    if kind == "stand_in":
+    if kind not in ENTRY_KINDS:
+        raise WeightsError(f"weights.{name}.kind: unknown kind {kind!r} ({' or '.join(ENTRY_KINDS)})")
+    if kind != "url":
+        return
+    if not entry_urls(entry):
+        raise WeightsError(f"weights.{name}: kind url needs 'url' (or 'urls')")
+    if entry.get("convert") not in (None, *CONVERT_KINDS):
+        raise WeightsError(f"weights.{name}.convert: unknown conversion {entry['convert']!r} ({', '.join(CONVERT_KINDS)})")
+    if entry.get("extract") not in (None, *EXTRACT_KINDS):
+        raise WeightsError(f"weights.{name}.extract: unknown archive kind {entry['extract']!r} ({', '.join(EXTRACT_KINDS)})")
+
+
+def ensure_weights(name: str, entry: dict, out: str | Path, *, mirrors: str | Path | Iterable[str | Path] | None = None,
+                   stall_timeout: float = DEFAULT_STALL_TIMEOUT, retries: int = DEFAULT_RETRIES, backoff: float = DEFAULT_BACKOFF,
+                   progress_stream: IO[str] | None = None) -> Path:
+    """Make sure the file for registry entry ``name`` exists at ``out`` (downloaded, extracted, converted as the entry says)."""
+    out = Path(out)
+    _check_entry(name, entry)
+    if entry["kind"] == "stand_in":
         return make_stand_in(out, int(entry["resolution"]), int(entry.get("style_dim", 64)), int(entry.get("n_mlp", 2)),
                              parse_channels(entry["channels"]), int(entry.get("seed", 0)))
-    if kind != "url":
-        raise WeightsError(f"weights.{name}.kind: unknown kind {kind!r} (stand_in or url)")
-    if out.is_file():
+    urls = entry_urls(entry)
+    convert, kind_extract = entry.get("convert"), entry.get("extract")
+    label = f"weights '{name}'"
+    if entry.get("licence"):
+        log.info("%s: licence: %s", label, entry["licence"])
+    post = bool(convert or kind_extract)
+    if post and out.is_file():
+        log.info("%s: already present at %s", label, out)
         return out
-    convert = entry.get("convert")
-    raw = out.parent / "downloads" / Path(entry["url"]).name if convert else out
+    raw = out.parent / "downloads" / (entry.get("filename") or url_basename(urls[0])) if post else out
     try:
-        fetch(entry["url"], raw, entry.get("sha256"), name=f"weights '{name}'")
-    except WeightsError as e:
-        hint = f" Or place an already converted rosinality checkpoint at {out}." if convert else ""
+        download(urls, raw, sha256=entry.get("sha256"), size=entry.get("size"), name=label, mirrors=mirrors,
+                 filename=entry.get("filename"), stall_timeout=stall_timeout, retries=retries, backoff=backoff,
+                 progress_stream=progress_stream)
+        src = raw
+        if kind_extract:
+            target = out if not convert else raw.with_name(entry.get("member") or raw.stem)
+            src = extract(raw, target, kind_extract, member=entry.get("member"), sha256=entry.get("member_sha256"))
+    except DownloadError as e:
+        steps = " and ".join(s for s, on in (("extraction", kind_extract), ("conversion", convert)) if on)
+        hint = f" Or place the finished file (after {steps}) at {out}." if post else ""
         raise WeightsError(f"{e}{hint}") from None
     if convert == "nvidia_pkl":
         from .stylegan2 import load_generator, save_generator
 
-        G = load_generator(raw, device="cpu")
-        save_generator(G, out, meta={"converted_from": str(raw), "source_url": entry["url"]})
+        G = load_generator(src, device="cpu")
+        save_generator(G, out, meta={"converted_from": src.name, "source_url": urls[0], "source_sha256": entry.get("sha256")})
+        log.info("%s: converted %s -> %s", label, src.name, out)
     return out
+
+
+def load_registry(path: str | Path, section: str = "weights") -> tuple[dict, dict]:
+    """Read a YAML config: (its ``section`` mapping of assets by name, the whole config)."""
+    import yaml
+
+    path = Path(path)
+    try:
+        with open(path) as f:
+            cfg = yaml.safe_load(f) or {}
+    except OSError as e:
+        raise WeightsError(f"{path}: cannot read the registry ({e.strerror or e})") from None
+    except yaml.YAMLError as e:
+        raise WeightsError(f"{path}: not valid YAML ({e})") from None
+    reg = cfg.get(section) if isinstance(cfg, dict) else None
+    if not isinstance(reg, dict):
+        raise WeightsError(f"{path}: no '{section}:' mapping of assets by name")
+    return reg, cfg

@@ -100,7 +100,13 @@ def default_output(name: str, entry: dict, weights_dir: str | Path = "data/weigh
     """Where an entry's final file goes when no --out is given: the torch hub cache for backbones, else weights_dir/<name>.pt."""
     if entry.get("torch_hub"):
         return torch_hub_path(str(entry["torch_hub"]), torch_home)
-    suffix = ".pt" if entry.get("kind") == "stand_in" or entry.get("convert") else Path(url_basename((entry_urls(entry) or [""])[0])).suffix
+    if entry.get("kind") == "stand_in" or entry.get("convert"):
+        suffix = ".pt"
+    else:
+        source = entry.get("member") or entry.get("filename") or url_basename((entry_urls(entry) or [""])[0])
+        if entry.get("extract") == "bz2" and source.endswith(".bz2"):
+            source = source[: -len(".bz2")]
+        suffix = Path(source).suffix
     return Path(weights_dir) / f"{name}{suffix or '.pt'}"
 
 

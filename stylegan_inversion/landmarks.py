@@ -14,11 +14,17 @@ Detection policy (speed on CPU versus small faces):
   upsampled copy's long side stays within ``DETECT_MAX_SIDE`` (at most ``MAX_UPSAMPLE`` levels):
   a 512 px frame gets one retry (faces down to ~40 px), a 146 px crop two. Upsampling is not
   used when a face was already found, because it adds false positives on large faces.
+- Detections scoring below ``MIN_SCORE`` (0.1; dlib's default is 0) are dropped: on the test
+  photos, a false positive (the mission patch on skimage's astronaut, after JPEG re-encoding)
+  scored 0.02-0.11, while the weakest real face (a strongly turned head in insightface's t1.jpg)
+  scored 0.21 and faces in the CelebV-HQ clips 1.2 or more.
 - The 68 landmarks are always predicted on the full-resolution image, inside the detection box
   scaled back to full resolution.
 
-Faces are returned largest first (detection box area; ties broken left to right), so
-``faces[0]`` is "the largest face". Landmarks follow dlib's iBUG-68 order; coordinates are
+Faces are returned largest first, so ``faces[0]`` is "the largest face". Size is the side of the
+face's FFHQ crop square (``Face.crop_side``: 2 x max(2 x eye distance, 1.8 x eye-to-mouth
+distance)), i.e. how many source pixels the aligned image gets; ties are broken left to right.
+dlib's boxes come in a few pyramid sizes, too coarse to rank faces by. Landmarks follow dlib's iBUG-68 order; coordinates are
 pixels of the full-resolution image, x to the right and y down, pixel centres at integers.
 """
 
@@ -37,6 +43,7 @@ log = logging.getLogger(__name__)
 
 DETECT_MAX_SIDE = 1600
 MAX_UPSAMPLE = 2
+MIN_SCORE = 0.1
 PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
 
 
@@ -53,6 +60,14 @@ class Face:
     def area(self) -> float:
         """Detection box area in input pixels."""
         return (self.box[2] - self.box[0]) * (self.box[3] - self.box[1])
+
+    @property
+    def crop_side(self) -> float:
+        """Side of the face's FFHQ crop square in input pixels (the size faces are ranked by)."""
+        left, right = self.eye_centres
+        mouth = (self.landmarks[48] + self.landmarks[54]) * 0.5
+        eye_to_mouth = float(np.hypot(*(mouth - (left + right) * 0.5)))
+        return 2.0 * max(2.0 * self.eye_distance, 1.8 * eye_to_mouth)
 
     @property
     def eye_centres(self) -> tuple[np.ndarray, np.ndarray]:
@@ -119,6 +134,7 @@ def detect_faces(
     image: Image.Image | np.ndarray,
     max_side: int = DETECT_MAX_SIDE,
     max_upsample: int = MAX_UPSAMPLE,
+    min_score: float = MIN_SCORE,
 ) -> list[Face]:
     """All faces with 68 landmarks, largest first (see the module docstring for the policy)."""
     import dlib
@@ -131,7 +147,7 @@ def detect_faces(
     for upsample in range(max_upsample + 1):
         if upsample > 0 and max(sh, sw) * 2**upsample > max_side:
             break
-        rects, scores, _ = detector.run(small, upsample, 0.0)
+        rects, scores, _ = detector.run(small, upsample, min_score)
         if len(rects):
             break
     faces = []
@@ -141,5 +157,5 @@ def detect_faces(
         shape = predictor(arr, full)
         pts = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
         faces.append(Face(box=tuple(float(v) for v in box), landmarks=pts, score=float(score), upsample=upsample))
-    faces.sort(key=lambda f: (-f.area, f.box[0], f.box[1]))
+    faces.sort(key=lambda f: (-round(f.crop_side, 6), f.box[0], f.box[1]))
     return faces

@@ -216,8 +216,9 @@ def test_all_faces_of_t1_largest_first():
     one = A.align_image(img, "ffhq", 64, faces=faces)
     every = A.align_image(img, "ffhq", 64, all_faces=True, faces=faces)
     assert len(one) == 1 and len(every) == 6
-    areas = [r.face.area for r in every]
-    assert areas == sorted(areas, reverse=True) and one[0].face is every[0].face
+    sides = [r.face.crop_side for r in every]
+    assert sides == sorted(sides, reverse=True) and one[0].face is every[0].face
+    assert every[0].face.crop_side == pytest.approx(A.ffhq_quad(every[0].face.landmarks)[1])
     assert [r.face_index for r in every] == list(range(6))
 
 

@@ -24,7 +24,6 @@ import http.client
 import logging
 import os
 import re
-import shutil
 import socket
 import sys
 import time
@@ -188,7 +187,8 @@ class Progress:
             self.stream.write("\r" + self.line() + "\n")
             self.stream.flush()
         elif self.done > self.start:
-            log.info("%s (done)", self.line())
+            finished = self.total is None or self.done >= self.total
+            log.info("%s (%s)", self.line(), "done" if finished else "interrupted")
 
 
 # ---------------------------------------------------------------- atomic copies with verification
@@ -226,25 +226,16 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
-def find_in_mirror(mirrors: Sequence[Path], names: Iterable[str], sha256: str | None) -> Path | None:
-    """First mirror file named like the asset (or its sha256) whose checksum matches."""
-    candidates = [n for n in dict.fromkeys([*names, sha256 or ""]) if n]
+def mirror_candidates(mirrors: Sequence[Path], names: Iterable[str], sha256: str | None) -> list[Path]:
+    """Files in the mirror folders named like the asset (URL basename, given name) or its sha256, in search order."""
+    names = [n for n in dict.fromkeys([*names, sha256 or ""]) if n]
+    found = []
     for d in mirrors:
         if not d.is_dir():
             log.warning("mirror folder %s does not exist; ignored", d)
             continue
-        for n in candidates:
-            p = d / n
-            if not p.is_file():
-                continue
-            if sha256 is None:
-                log.warning("using %s from the mirror without a checksum to verify it", p)
-                return p
-            got = sha256_file(p)
-            if got == sha256:
-                return p
-            log.warning("mirror file %s has sha256 %s, expected %s; ignored", p, got, sha256)
-    return None
+        found += [d / n for n in names if (d / n).is_file()]
+    return found
 
 
 def copy_verified(src: str | Path, out: str | Path, sha256: str | None = None) -> Path:
@@ -378,7 +369,10 @@ def _fetch_once(url: str, part: Path, *, label: str, expected_size: int | None, 
                     have += len(chunk)
                     progress.update(have)
                     if expected_size is not None and have > expected_size:
-                        raise _Permanent(f"size mismatch: received more than the expected {expected_size} bytes")
+                        f.close()
+                        part.unlink(missing_ok=True)
+                        raise _Permanent(f"size mismatch: received more than the expected {expected_size} bytes; "
+                                         f"the partial file {part.name} was deleted")
                 f.flush()
                 os.fsync(f.fileno())
         finally:
@@ -406,9 +400,6 @@ def _fetch_url(url: str, part: Path, *, label: str, sha256: str | None, expected
             log.warning("%s: %s; retry %d/%d in %.1f s", label, e, attempt, retries, wait)
             time.sleep(wait)
             continue
-        except _Permanent:
-            part.unlink(missing_ok=True)
-            raise
         size = part.stat().st_size
         got = sha256_file(part)
         if sha256 is not None and got != sha256:
@@ -448,11 +439,15 @@ def download(urls: str | Sequence[str], out: str | Path, *, sha256: str | None =
     if _present(out, sha256, size, label):
         return out
 
-    dirs = mirror_dirs(mirrors)
-    found = find_in_mirror(dirs, names, sha256)
-    if found is not None:
-        log.info("%s: copying from mirror %s", label, found)
-        copy_verified(found, out, sha256)
+    for candidate in mirror_candidates(mirror_dirs(mirrors), names, sha256):
+        log.info("%s: copying from mirror %s", label, candidate)
+        try:
+            copy_verified(candidate, out, sha256)
+        except DownloadError as e:
+            log.warning("%s: mirror file ignored: %s", label, e)
+            continue
+        if sha256 is None:
+            log.warning("%s: %s came from the mirror without a checksum to verify it", label, out)
         return out
 
     if not urls:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bz2
+import contextlib
 import hashlib
 import io
 import logging
@@ -14,6 +15,7 @@ import zipfile
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -134,18 +136,27 @@ def _handler(state: LocalServer):
     return Handler
 
 
-@pytest.fixture
-def server():
+@contextlib.contextmanager
+def local_server() -> Iterator[LocalServer]:
+    """Run a LocalServer in a thread for the duration of the block."""
     state = LocalServer()
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
     httpd.daemon_threads = True
     state.port = httpd.server_address[1]
     t = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     t.start()
-    yield state
-    state.stop.set()
-    httpd.shutdown()
-    httpd.server_close()
+    try:
+        yield state
+    finally:
+        state.stop.set()
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture
+def server():
+    with local_server() as state:
+        yield state
 
 
 @pytest.fixture(autouse=True)
@@ -224,6 +235,18 @@ def test_resume_after_a_cut_connection(server, tmp_path):
     assert out.read_bytes() == data
     assert server.ranges("/r.bin") == [None, f"bytes={cut}-"]  # the second request resumed, not restarted
     assert not part_path(out).exists()
+
+
+def test_a_rerun_resumes_what_a_failed_run_kept(server, tmp_path):
+    data = payload()
+    url = server.add("/rerun.bin", data, cut_after=90_000)
+    out = tmp_path / "rerun.bin"
+    with pytest.raises(DownloadError, match="will be resumed"):
+        download(url, out, sha256=sha(data), **FAST)
+    assert part_path(out).stat().st_size == 90_000 and not out.exists()
+    download(url, out, sha256=sha(data), **FAST)
+    assert out.read_bytes() == data
+    assert server.ranges("/rerun.bin") == [None, "bytes=90000-"]
 
 
 def test_partial_file_from_an_earlier_run_is_resumed(server, tmp_path):

@@ -170,7 +170,7 @@ class Progress:
         if self.tty:
             if now - self._last_draw >= self.interval:
                 self._last_draw = now
-                self.stream.write("\r" + self.line())
+                self.stream.write("\r" + self.line().ljust(79))  # pad: a shorter line must erase the last
                 self.stream.flush()
         elif self.total:
             d = self._decile(done)
@@ -184,7 +184,7 @@ class Progress:
     def close(self) -> None:
         """Finish the bar line (terminal) or log the final state."""
         if self.tty:
-            self.stream.write("\r" + self.line() + "\n")
+            self.stream.write("\r" + self.line().ljust(79) + "\n")
             self.stream.flush()
         elif self.done > self.start:
             finished = self.total is None or self.done >= self.total

@@ -46,7 +46,7 @@ COLUMNS = [
     "n_faces", "image_width", "image_height", "yaw", "pitch", "roll", "pose_error_px",
     "eye_distance_px", "face_box", "landmarks", "quad",
 ]  # fmt: skip
-SMALL_FACE_EYE_DISTANCE = 32.0  # below this (input px) the 512 px FFHQ output is upscaled more than 4x
+SMALL_FACE_UPSCALE = 4.0  # an ok row notes a face whose FFHQ crop is enlarged more than this
 STATUS_NO_FACE = "no_face"
 STATUS_ERROR = "error"
 
@@ -281,8 +281,6 @@ def center_square(image: Image.Image, size: int) -> Image.Image:
 
 def resize_aligned(image: Image.Image, size: int) -> Image.Image:
     """An already aligned image resized to size x size (centre-cropped first if not square)."""
-    if image.size[0] != image.size[1]:
-        log.warning("resize mode: input is %dx%d, not square; using its centred square", *image.size)
     return center_square(image, size)
 
 
@@ -352,14 +350,17 @@ def _face_columns(res: FaceResult) -> dict:
     return cols
 
 
-def _note(res: FaceResult, mode: str, size: int) -> str:
-    """The reason column of an ok row: empty, or a note worth knowing downstream."""
+def _note(res: FaceResult, mode: str, size: int, image_size: tuple[int, int]) -> str:
+    """The reason column of an ok row: empty, or notes worth knowing downstream."""
+    notes = []
+    if mode == "resize" and image_size[0] != image_size[1]:
+        notes.append(f"not square ({image_size[0]}x{image_size[1]}): centred square used")
     if res.face is None:
-        return "no face found (pose not measured)"
-    if mode == "ffhq" and res.face.eye_distance < SMALL_FACE_EYE_DISTANCE:
-        scale = size / (ffhq_quad(res.face.landmarks)[1])
-        return f"small face: eye distance {res.face.eye_distance:.1f} px, upscaled {scale:.1f}x"
-    return ""
+        notes.append("no face found (pose not measured)")
+    elif mode == "ffhq" and size / res.face.crop_side > SMALL_FACE_UPSCALE:
+        scale = size / res.face.crop_side
+        notes.append(f"small face: eye distance {res.face.eye_distance:.1f} px, upscaled {scale:.1f}x")
+    return "; ".join(notes)
 
 
 def _unique_stem(stem: str, used: set[str]) -> str:
@@ -408,6 +409,7 @@ def align_files(
         stem = _unique_stem(item.name, used)
         base = {"input": str(item.path), "mode": mode, "size": size, "transform_size": transform_size if mode == "ffhq" else ""}
         rows = []
+        item_written: list[str] = []
         if item.skip_status:
             rows.append({**base, "status": item.skip_status, "reason": item.skip_reason})
         else:
@@ -420,14 +422,16 @@ def align_files(
                 for res in results:
                     name = f"{stem}_{res.face_index}.png" if (all_faces and mode == "ffhq") else f"{stem}.png"
                     save_png_atomic(res.image, out_dir / name)
-                    written.add(name)
-                    reason = _note(res, mode, size)
+                    item_written.append(name)
+                    reason = _note(res, mode, size, image.size)
                     rows.append({**base, "status": STATUS_OK, "reason": reason, "output": name, "n_faces": res.n_faces, **_face_columns(res)})
             except InputError as e:
                 rows = [{**base, "status": e.status, "reason": e.reason}]
             except Exception as e:  # noqa: BLE001 - one bad input must never stop the batch
                 log.debug("%s: unexpected failure", item.path, exc_info=True)
                 rows = [{**base, "status": STATUS_ERROR, "reason": f"{type(e).__name__}: {e}"}]
+                item_written = []  # a failed input leaves no images behind
+        written.update(item_written)
         _remove_stale(out_dir, stem, all_faces and mode == "ffhq", written)
         for row in rows:
             if row["status"] != STATUS_OK:

@@ -182,7 +182,7 @@ def test_tiny_several_and_no_faces(tmp_path):
     canvas.save(tmp_path / "tiny_face.png")
     astronaut().resize((40, 40), Image.Resampling.LANCZOS).save(tmp_path / "thumbnail.png")
     paths = [tmp_path / "tiny_face.png", tmp_path / "thumbnail.png", T1, SKIMAGE_DATA / "coffee.png"]
-    rows = A.align_files(paths, tmp_path / "out", size=64)
+    rows = A.align_files(paths, tmp_path / "out", size=256)
     by = {Path(r["input"]).stem: r for r in rows}
     assert by["tiny_face"]["status"] == "ok" and float(by["tiny_face"]["eye_distance_px"]) < 20
     assert by["tiny_face"]["reason"].startswith("small face")
@@ -262,3 +262,28 @@ def test_cli_batch_of_every_bad_kind_records_all_and_exits_0(tmp_path):
         if row["status"] != "ok":
             assert row["reason"] and name in r.stderr  # logged with the file name
     assert sorted(p.name for p in out.glob("*.png")) == ["good.png", "phone.png"]
+
+
+def test_unexpected_failure_is_recorded_and_the_batch_goes_on(tmp_path, monkeypatch):
+    """A failure nobody foresaw becomes an 'error' row naming the exception; later inputs still run."""
+    real = A.align_image
+
+    def flaky(image, *args, **kwargs):
+        if image.size == (600, 400):  # coffee.png
+            raise RuntimeError("simulated failure")
+        return real(image, *args, **kwargs)
+
+    monkeypatch.setattr(A, "align_image", flaky)
+    rows = A.align_files([SKIMAGE_DATA / "coffee.png", ASTRONAUT], tmp_path, size=64)
+    assert [r["status"] for r in rows] == ["error", "ok"]
+    assert rows[0]["reason"] == "RuntimeError: simulated failure"
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["astronaut.png"]
+
+
+def test_center_and_resize_modes_are_ok_without_a_face(tmp_path):
+    """center/resize keep every loadable image (status ok), noting when no face was found or the input was not square."""
+    rows = A.align_files([SKIMAGE_DATA / "coffee.png"], tmp_path / "c", mode="center", size=32)
+    assert rows[0]["status"] == "ok" and rows[0]["reason"] == "no face found (pose not measured)" and "yaw" not in rows[0]
+    rows = A.align_files([SKIMAGE_DATA / "coffee.png"], tmp_path / "r", mode="resize", size=32)
+    assert rows[0]["status"] == "ok" and rows[0]["reason"].startswith("not square (600x400)")
+    assert Image.open(tmp_path / "r" / "coffee.png").size == (32, 32)

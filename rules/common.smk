@@ -17,9 +17,11 @@ from stylegan_inversion.study import (
     DEMO_VIDEO,
     FIGURES,
     FRAMES,
+    HUB_FILE,
     INPUT,
     METRICS,
     PROJECTED,
+    TORCH_HOME,
     WEIGHTS,
     Study,
     StudyError,
@@ -80,6 +82,9 @@ wildcard_constraints:
     alignment="ffhq|center",
     size="[0-9]+",
     weights=_alternatives(STUDY.weights),
+    hubfile=_alternatives(
+        w["torch_hub"] for w in STUDY.weights.values() if w.get("torch_hub")
+    ),
 
 
 # ---------------------------------------------------------------- items
@@ -164,12 +169,23 @@ def get_condition(wildcards):
     return STUDY.conditions[wildcards.condition]
 
 
-def get_target(wildcards):
-    return STUDY.target_dir(get_condition(wildcards), wildcards.source, wildcards.item)
+def get_project_inputs(wildcards):
+    """Target folder, generator, and the LPIPS backbone / identity network the loss needs."""
+    c = get_condition(wildcards)
+    inputs = {
+        "target": STUDY.target_dir(c, wildcards.source, wildcards.item),
+        "weights": WEIGHTS.format(weights=c.generator),
+    }
+    terms = c.loss.split("+")
+    if "lpips" in terms and STUDY.lpips_backbone_file(config["lpips"]["net"]):
+        inputs["lpips"] = STUDY.lpips_backbone_file(config["lpips"]["net"])
+    if "id" in terms:
+        inputs["identity"] = WEIGHTS.format(weights=STUDY.identity)
+    return inputs
 
 
-def get_condition_weights(wildcards):
-    return WEIGHTS.format(weights=get_condition(wildcards).generator)
+def get_identity_arg(wildcards, input):
+    return f"--identity {input.identity}" if "identity" in input.keys() else ""
 
 
 def get_projector_params(wildcards):
@@ -194,6 +210,11 @@ def get_condition_items_json(wildcards):
 def get_metrics_inputs(wildcards):
     c = get_condition(wildcards)
     files = []
+    backbone = STUDY.lpips_backbone_file(config["metrics"].get("lpips_net", "alex"))
+    if backbone:
+        files.append(backbone)
+    if STUDY.identity:
+        files.append(WEIGHTS.format(weights=STUDY.identity))
     for source, items in get_condition_items(wildcards).items():
         for item in items:
             files.append(PROJECTED.format(condition=c.id, source=source, item=item))
@@ -215,22 +236,43 @@ def get_config_json(wildcards):
 
 
 def get_stand_in_args(wildcards):
+    """Arguments of make_stand_in.py for a stand-in generator or identity network."""
     w = STUDY.weights[wildcards.weights]
+    if w.get("role", "generator") == "identity":
+        return f"identity --width {w.get('width', 16)} --seed {w.get('seed', 0)}"
     channels = ",".join(f"{k}:{v}" for k, v in w["channels"].items())
     return (
-        f"--resolution {w['resolution']} --style-dim {w.get('style_dim', 64)} "
+        f"generator --resolution {w['resolution']} --style-dim {w.get('style_dim', 64)} "
         f"--n-mlp {w.get('n_mlp', 2)} --channels {channels} --seed {w.get('seed', 0)}"
     )
 
 
+def _download_args(name):
+    """URL-form arguments of download_weights.py for registry entry ``name`` (quoted for the shell)."""
+    from shlex import quote
+
+    w = STUDY.weights[name]
+    args = [f"--name {quote(name)}"]
+    args += [
+        f"--url {quote(u)}" for u in [w.get("url")] + list(w.get("urls") or []) if u
+    ]
+    for key in ("sha256", "size", "convert", "extract", "member", "member_sha256"):
+        if w.get(key) is not None:
+            args.append(f"--{key.replace('_', '-')} {quote(str(w[key]))}")
+    if config.get("mirror"):
+        args.append(f"--mirror {quote(str(config['mirror']))}")
+    return " ".join(args)
+
+
 def get_download_args(wildcards):
-    w = STUDY.weights[wildcards.weights]
-    args = f"--name {wildcards.weights} --url {w['url']}"
-    if w.get("sha256"):
-        args += f" --sha256 {w['sha256']}"
-    if w.get("convert"):
-        args += f" --convert {w['convert']}"
-    return args
+    return _download_args(wildcards.weights)
+
+
+def get_hub_download_args(wildcards):
+    name = next(
+        n for n, w in STUDY.weights.items() if w.get("torch_hub") == wildcards.hubfile
+    )
+    return _download_args(name)
 
 
 # ---------------------------------------------------------------- generate
@@ -247,7 +289,11 @@ def get_demo_clip_frames(wildcards):
 def get_frame_selection(wildcards):
     """CLI options choosing a video's frames: --fps F or --stride N, and --max-frames M."""
     spec = STUDY.sources[wildcards.source].spec
-    args = f"--fps {spec['fps']}" if spec.get("fps") else f"--stride {spec.get('stride', 5)}"
+    args = (
+        f"--fps {spec['fps']}"
+        if spec.get("fps")
+        else f"--stride {spec.get('stride', 5)}"
+    )
     if spec.get("max_frames"):
         args += f" --max-frames {spec['max_frames']}"
     return args

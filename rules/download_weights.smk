@@ -1,7 +1,8 @@
-# download-weights stage: generator checkpoints in the rosinality format under data/weights/.
+# download-weights stage: network assets under data/weights/ (generators and identity networks
+# as <name>.pt, LPIPS backbones under data/weights/torch/hub/checkpoints/ where torchvision looks).
 
 
-rule make_stand_in_generator:
+rule make_stand_in_weights:
     output:
         WEIGHTS,
     log:
@@ -11,7 +12,7 @@ rule make_stand_in_generator:
     conda:
         "../envs/study.yaml"
     params:
-        cli=script("make_stand_in_generator.py"),
+        cli=script("make_stand_in.py"),
         args=get_stand_in_args,
     shell:
         "{params.cli} {params.args} --out {output} > {log} 2>&1"
@@ -29,5 +30,19 @@ rule download_weights:
     params:
         cli=script("download_weights.py"),
         args=get_download_args,
+    shell:
+        "{params.cli} {params.args} --out {output} 2>&1 | tee {log}"
+
+
+rule download_lpips_backbone:
+    output:
+        HUB_FILE,
+    log:
+        "results/logs/download_weights/{hubfile}.log",
+    conda:
+        "../envs/study.yaml"
+    params:
+        cli=script("download_weights.py"),
+        args=get_hub_download_args,
     shell:
         "{params.cli} {params.args} --out {output} 2>&1 | tee {log}"

@@ -18,8 +18,9 @@ rule compute_metrics:
         item_list=get_condition_items_json,
         config=get_config_json,
         device=config["device"],
+        torch_home=TORCH_HOME,
     shell:
-        "OMP_NUM_THREADS={threads} {params.cli} --config {params.config:q} "
+        "TORCH_HOME={params.torch_home} OMP_NUM_THREADS={threads} {params.cli} --config {params.config:q} "
         "--condition {wildcards.condition:q} --items {params.item_list:q} --device {params.device} "
         "--out {output} > {log} 2>&1"
 

@@ -3,8 +3,7 @@
 
 rule project_image:
     input:
-        target=get_target,
-        weights=get_condition_weights,
+        unpack(get_project_inputs),
     output:
         directory(PROJECTED),
     log:
@@ -23,9 +22,11 @@ rule project_image:
         lpips_net=config["lpips"]["net"],
         lpips_backbone=config["lpips"]["backbone"],
         device=config["device"],
+        identity=get_identity_arg,
+        torch_home=TORCH_HOME,
     shell:
-        "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} "
+        "TORCH_HOME={params.torch_home} OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} "
         "{params.cli} --weights {input.weights} --loss {params.loss} "
         "--latent {params.latent} --steps {params.steps} --params {params.projector:q} "
         "--lpips-net {params.lpips_net} --lpips-backbone {params.lpips_backbone} --device {params.device} "
-        "--threads {threads} --out {output} {input.target}/image.png > {log} 2>&1"
+        "{params.identity} --threads {threads} --out {output} {input.target}/image.png > {log} 2>&1"

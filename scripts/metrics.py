@@ -42,8 +42,12 @@ def main() -> int:
     config = load_config(args.config)
     study = Study(config)
     m = config.get("metrics", {})
+    from stylegan_inversion.study import WEIGHTS
+
+    identity = Path(WEIGHTS.format(weights=study.identity)) if study.identity else None
     df = condition_metrics(study, args.condition, json.loads(args.items), int(m.get("size", 256)), m.get("lpips_net", "alex"),
-                           (config.get("lpips") or {}).get("backbone", "pretrained"), resolve_device(args.device))
+                           (config.get("lpips") or {}).get("backbone", "pretrained"), resolve_device(args.device),
+                           identity=identity, dlib_identity=bool(m.get("dlib_identity", False)))
     write_csv_atomic(args.out, df.to_dict("records"), list(df.columns))
     print(f"{args.out}: {len(df)} rows ({int((df['status'] == 'ok').sum())} ok)")
     return 0

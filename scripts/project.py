@@ -26,6 +26,7 @@ def main() -> int:
     ap.add_argument("--lpips-net", default="vgg", choices=["vgg", "alex", "squeeze"])
     ap.add_argument("--lpips-backbone", default="pretrained", choices=["pretrained", "random"],
                     help="random: offline stand-in (numbers are not LPIPS)")
+    ap.add_argument("--identity", type=Path, default=None, help="identity network (ArcFace IR-SE50 or stand-in) for the id losses")
     ap.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
     ap.add_argument("--batch-size", type=int, default=1)
     ap.add_argument("--seed", type=int, default=None)
@@ -49,7 +50,8 @@ def main() -> int:
     if args.seed is not None:
         fields["seed"] = args.seed
     cfg = ProjectorConfig(**fields)
-    rows = project_files(args.images, args.out, args.weights, cfg, args.lpips_net, args.lpips_backbone, args.device, args.batch_size)
+    rows = project_files(args.images, args.out, args.weights, cfg, args.lpips_net, args.lpips_backbone, args.device, args.batch_size,
+                         identity=args.identity)
     ok = sum(r["status"] == "ok" for r in rows)
     print(f"projected {ok}/{len(rows)} images into {args.weights} ({cfg.loss}, {cfg.latent}, {cfg.steps} steps) -> {args.out}")
     return 0

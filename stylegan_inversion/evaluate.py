@@ -17,7 +17,8 @@ from .study import FACTORS, IMAGE, Study
 
 log = logging.getLogger(__name__)
 
-METRIC_COLUMNS = ["lpips_target", "psnr_target", "ssim_target", "lpips_clean", "psnr_clean", "ssim_clean", "w_error"]
+METRIC_COLUMNS = ["lpips_target", "psnr_target", "ssim_target", "lpips_clean", "psnr_clean", "ssim_clean",
+                  "id_sim_target", "dlib_id_target", "w_error"]
 POSE_COLUMNS = ["yaw", "pitch", "roll"]
 
 
@@ -35,6 +36,13 @@ def _load(path: Path, size: int) -> torch.Tensor | None:
         return None
 
 
+def _load_pil(path: Path):
+    try:
+        return load_image(path)
+    except InputError:
+        return None
+
+
 def item_metrics(
     study: Study,
     cid: str,
@@ -42,8 +50,14 @@ def item_metrics(
     item: str,
     metric_size: int,
     lpips_model=None,
+    id_model=None,
+    dlib_identity: bool = False,
 ) -> dict:
-    """Metrics of one item under one condition, or a row saying why it was skipped."""
+    """Metrics of one item under one condition, or a row saying why it was skipped.
+
+    ``id_sim_target``: cosine similarity of identity-network embeddings (ArcFace, or a stand-in);
+    ``dlib_id_target``: dlib face-descriptor distance (< 0.6 is dlib's same-person threshold).
+    """
     c = study.conditions[cid]
     row: dict = {"condition": cid, "source": source, "item": item} | c.factors()
     proj_dir = Path(study.projected_dir(cid, source, item))
@@ -78,6 +92,15 @@ def item_metrics(
         m = image_metrics(pred, ref, lpips_model)
         for k, v in m.items():
             row[f"{k}_{suffix}"] = float(v[0])
+    if id_model is not None:
+        size = max(112, metric_size)
+        with torch.no_grad():
+            a, b = _load(proj_dir / IMAGE, size), _load(target_dir / IMAGE, size)
+            row["id_sim_target"] = float(id_model.similarity(a.to(id_model.device), b.to(id_model.device))[0])
+    if dlib_identity:
+        from .identity import dlib_identity_distance
+
+        row["dlib_id_target"] = dlib_identity_distance(_load_pil(proj_dir / IMAGE), _load_pil(target_dir / IMAGE))
     src = study.sources[source]
     if src.kind == "samples" and src.spec.get("generator") == c.generator:
         truth = Path(study_input_dir(source, item)) / "image.npz"
@@ -95,18 +118,39 @@ def study_input_dir(source: str, item: str) -> str:
     return INPUT.format(source=source, item=item)
 
 
-def condition_metrics(study: Study, cid: str, items: dict[str, list[str]], metric_size: int, lpips_net: str, lpips_backbone: str, device="cpu") -> pd.DataFrame:
+def condition_metrics(
+    study: Study,
+    cid: str,
+    items: dict[str, list[str]],
+    metric_size: int,
+    lpips_net: str,
+    lpips_backbone: str,
+    device="cpu",
+    identity: Path | None = None,
+    dlib_identity: bool = False,
+) -> pd.DataFrame:
     """Rows for every (source, item) of a condition; LPIPS from the configured metric network."""
     from .losses import load_lpips
 
     lp = load_lpips(lpips_net, lpips_backbone, device=device, seed=study.seed)
-    rows = [item_metrics(study, cid, s, i, metric_size, lp) for s, its in items.items() for i in its]
+    id_model = None
+    if identity is not None:
+        from .identity import load_irse50
+
+        id_model = load_irse50(identity, device=device)
+    rows = [item_metrics(study, cid, s, i, metric_size, lp, id_model, dlib_identity) for s, its in items.items() for i in its]
     df = pd.DataFrame(rows)
     df["lpips_metric"] = f"LPIPS-{lpips_net}" + (" (random backbone: stand-in, not LPIPS)" if lpips_backbone == "random" else "")
     if lpips_backbone == "random":
-        df["stand_in"] = True
-        df["stand_in_reason"] = [
-            "; ".join(x for x in (str(r or ""), "metric LPIPS with a random backbone") if x) for r in df.get("stand_in_reason", [""] * len(df))
-        ]
+        _mark_stand_in(df, "metric LPIPS with a random backbone")
+    if id_model is not None and id_model.stand_in:
+        _mark_stand_in(df, "identity metric from a stand-in network")
     cols = ["condition", "source", "item", *FACTORS, "status", "reason", *POSE_COLUMNS, *METRIC_COLUMNS]
     return df[[c for c in cols if c in df] + [c for c in df if c not in cols]]
+
+
+def _mark_stand_in(df: pd.DataFrame, reason: str) -> None:
+    """Flag every row as a stand-in and append the reason to its stand_in_reason."""
+    df["stand_in"] = True
+    old = df["stand_in_reason"].fillna("").astype(str) if "stand_in_reason" in df else pd.Series([""] * len(df), index=df.index)
+    df["stand_in_reason"] = [f"{r}; {reason}" if r else reason for r in old]

@@ -14,12 +14,7 @@ import torch.nn.functional as F
 
 log = logging.getLogger(__name__)
 
-# torchvision's file names for the ImageNet backbones LPIPS builds on.
-LPIPS_BACKBONE_FILES = {
-    "vgg": "vgg16-397923af.pth",
-    "alex": "alexnet-owt-7be5be79.pth",
-    "squeeze": "squeezenet1_1-b8a52dc0.pth",
-}
+from .study import LPIPS_BACKBONE_FILES  # torchvision's file names of the ImageNet backbones LPIPS builds on
 
 
 class LossSetupError(RuntimeError):

@@ -105,8 +105,12 @@ def project_files(
     lpips_backbone: str = "pretrained",
     device="auto",
     batch_size: int = 1,
+    identity: Path | None = None,
 ) -> list[dict]:
-    """Project each target image into the generator; writes <stem>.png/.npz/_trace.csv and project.csv."""
+    """Project each target image into the generator; writes <stem>.png/.npz/_trace.csv and project.csv.
+
+    ``identity`` is the identity network file the id losses need (ArcFace IR-SE50 or a stand-in).
+    """
     import torch
 
     from .device import resolve_device
@@ -143,13 +147,22 @@ def project_files(
         lp = load_lpips(lpips_net, lpips_backbone, device=dev, seed=cfg.seed)
         if lpips_backbone == "random":
             reasons.append(f"LPIPS-{lpips_net} with a random backbone (not LPIPS)")
+    id_model = None
+    if "id" in LOSS_TERMS[cfg.loss]:
+        if identity is None:
+            raise ValueError(f"loss {cfg.loss!r} needs an identity network (--identity FILE)")
+        from .identity import load_irse50
+
+        id_model = load_irse50(identity, device=dev)
+        if id_model.stand_in:
+            reasons.append(f"stand-in identity network ({id_model.description})")
     common = {"generator": str(weights), "resolution": G.resolution, "stand_in": bool(reasons), "stand_in_reason": "; ".join(reasons),
               "loss": cfg.loss, "latent": cfg.latent, "steps": cfg.steps, "device": str(dev), "lpips_net": lpips_net,
               "lpips_backbone": lpips_backbone, "params": cfg.to_dict()}
     for start in range(0, len(todo), batch_size):
         chunk = todo[start : start + batch_size]
         target = torch.stack([pil_to_tensor(img, G.resolution) for img in images[start : start + batch_size]])
-        res = project(G, target, cfg, lpips_model=lp, device=dev)
+        res = project(G, target, cfg, lpips_model=lp, id_model=id_model, device=dev)
         per = res.seconds / len(chunk)
         for i, inp in enumerate(chunk):
             stem = inp.path.stem

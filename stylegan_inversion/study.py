@@ -30,6 +30,9 @@ DEGRADE_RE = re.compile(r"^(none|(?P<op>[a-z]+)-(?P<level>[0-9]+(\.[0-9]+)?))$")
 # Path patterns (relative to the working directory). Item folders hold ``image.png``
 # and the stage's CSV record; a skipped item has the record only.
 WEIGHTS = "data/weights/{weights}.pt"
+TORCH_HOME = "data/weights/torch"  # LPIPS backbones go where torchvision looks: $TORCH_HOME/hub/checkpoints
+HUB_FILE = TORCH_HOME + "/hub/checkpoints/{hubfile}"
+LPIPS_BACKBONE_FILES = {"vgg": "vgg16-397923af.pth", "alex": "alexnet-owt-7be5be79.pth", "squeeze": "squeezenet1_1-b8a52dc0.pth"}
 DEMO_VIDEO = "results/demo/{source}.mp4"
 FRAMES = "results/frames/{source}"
 INPUT = "results/inputs/{source}/{item}"
@@ -120,6 +123,10 @@ class Study:
         self.config = config
         self.seed = int(config.get("seed", 0))
         self.weights = dict(config.get("weights") or {})
+        self.generators = [n for n, w in self.weights.items() if w.get("role", "generator") == "generator"]
+        self.identity = (config.get("identity") or {}).get("weights")
+        if self.identity is not None and self.weights.get(self.identity, {}).get("role") != "identity":
+            raise StudyError(f"identity.weights: {self.identity!r} is not a weights entry with role: identity")
         self.sources = {n: self._source(n, s) for n, s in (config.get("sources") or {}).items()}
         base = dict(config.get("baseline") or {})
         self.baseline = self._condition(base, "baseline")
@@ -140,7 +147,7 @@ class Study:
         kind = spec.get("kind")
         if kind not in ("folder", "video", "samples", "bundled", "bundled_video"):
             raise StudyError(f"sources.{name}.kind: unknown kind {kind!r}")
-        if kind == "samples" and spec.get("generator") not in self.weights:
+        if kind == "samples" and spec.get("generator") not in self.generators:
             raise StudyError(f"sources.{name}.generator: {spec.get('generator')!r} is not in weights")
         aligned = bool(spec.get("aligned", kind == "samples"))
         return Source(name, kind, dict(spec), aligned)
@@ -152,8 +159,10 @@ class Study:
         unknown = [k for k in spec if k not in FACTORS]
         if unknown:
             raise StudyError(f"{where}: unknown factor(s) {', '.join(unknown)} (factors: {', '.join(FACTORS)})")
-        if spec["generator"] not in self.weights:
-            raise StudyError(f"{where}.generator: {spec['generator']!r} is not in weights")
+        if spec["generator"] not in self.generators:
+            raise StudyError(f"{where}.generator: {spec['generator']!r} is not a generator in weights")
+        if "id" in str(spec.get("loss", "")).split("+") and self.identity is None:
+            raise StudyError(f"{where}.loss: {spec['loss']!r} needs an identity network (set identity.weights)")
         checks = {"alignment": ALIGNMENTS, "degrade_order": DEGRADE_ORDERS, "latent": LATENTS, "loss": LOSSES}
         for k, allowed in checks.items():
             if spec[k] not in allowed:
@@ -211,9 +220,29 @@ class Study:
         return self.weights[name].get("kind") == "stand_in"
 
     def is_stand_in(self) -> bool:
-        """True when any generator or the LPIPS backbone is a stand-in: numbers are not findings."""
+        """True when any network used is a stand-in (generator, identity, LPIPS backbone): numbers are not findings."""
         lp = self.config.get("lpips") or {}
-        return any(self.stand_in_weights(c.generator) for c in self.conditions.values()) or lp.get("backbone") == "random"
+        uses_id = any("id" in c.loss.split("+") for c in self.conditions.values())
+        return (
+            any(self.stand_in_weights(c.generator) for c in self.conditions.values())
+            or lp.get("backbone") == "random"
+            or (uses_id and self.stand_in_weights(self.identity))
+        )
+
+    def lpips_backbone_entry(self, net: str) -> str | None:
+        """Weights entry (role lpips) holding torchvision's backbone for LPIPS-net; None with a random backbone."""
+        if (self.config.get("lpips") or {}).get("backbone") == "random":
+            return None
+        want = LPIPS_BACKBONE_FILES[net]
+        for name, w in self.weights.items():
+            if w.get("role") == "lpips" and w.get("torch_hub") == want:
+                return name
+        raise StudyError(f"weights: no entry with role: lpips and torch_hub: {want} (needed by LPIPS-{net} with a pretrained backbone)")
+
+    def lpips_backbone_file(self, net: str) -> str | None:
+        """Path of the LPIPS backbone file under TORCH_HOME, or None with a random backbone."""
+        name = self.lpips_backbone_entry(net)
+        return HUB_FILE.format(hubfile=self.weights[name]["torch_hub"]) if name else None
 
     def degrade_ids(self) -> list[str]:
         return sorted({c.degrade for c in self.conditions.values() if c.degrade != "none"})

@@ -108,13 +108,13 @@ def test_adding_an_image_runs_only_its_jobs(demo):
                      "--config", f"sources={{photos: {{kind: bundled, photos: {photos}}}}}")
     assert planned_items(proc) == {"coffee"}
     jobs = planned_jobs(proc)
-    assert jobs["copy_bundled_photo"] == 1 and "make_stand_in_generator" not in jobs and "extract_frames" not in jobs
+    assert jobs["copy_bundled_photo"] == 1 and "make_stand_in_weights" not in jobs and "extract_frames" not in jobs
 
 
 def test_dry_run_of_demo_builds_whole_dag(tmp_path):
     proc = snakemake(tmp_path, "-n", "--cores", "2", "results/figures", *DEMO)
     jobs = planned_jobs(proc)
-    for rule in ("make_stand_in_generator", "copy_bundled_photo", "extract_frames", "generate_sample", "align_face",
+    for rule in ("make_stand_in_weights", "copy_bundled_photo", "extract_frames", "generate_sample", "align_face",
                  "degrade_aligned", "degrade_raw", "project_image", "compute_metrics", "plot_figures"):
         assert jobs.get(rule, 0) >= 1, (rule, jobs)
 
@@ -154,7 +154,7 @@ def test_small_factorial_study_expands_to_the_expected_jobs(tmp_path):
     (tmp_path / "study.yaml").write_text(yaml.safe_dump(cfg))
     proc = snakemake(tmp_path, "-n", "results/figures", "--configfile", str(tmp_path / "study.yaml"))
     assert planned_jobs(proc) == {
-        "make_stand_in_generator": 1, "ingest_image": 3, "generate_sample": 2,
+        "make_stand_in_weights": 2, "ingest_image": 3, "generate_sample": 2,
         "degrade_raw": 3, "align_face": 8, "degrade_aligned": 6,
         "project_image": 19, "compute_metrics": 5, "collect_metrics": 1, "plot_figures": 1,
     }

@@ -1,4 +1,4 @@
-"""StyleGAN2 generator in pure PyTorch, loading rosinality-format checkpoints.
+"""StyleGAN2 generator in pure PyTorch, loading rosinality-format checkpoints and NVIDIA pickles.
 
 The module layout and state-dict keys follow rosinality/stylegan2-pytorch
 (``style.*``, ``input.input``, ``conv1``, ``to_rgb1``, ``convs.*``, ``to_rgbs.*``,
@@ -6,21 +6,30 @@ The module layout and state-dict keys follow rosinality/stylegan2-pytorch
 The architecture (resolution, channel table, mapping depth, latent size) is read
 from the checkpoint's shapes; users never pass it.
 
-Two choices differ from the reference implementation, both exact in arithmetic:
-- modulation scales the activations before a convolution with the shared frozen
-  weight and demodulation scales the output after it, so no per-sample weight is
-  built and the backward pass needs no gradient with respect to conv weights;
-- FIR up/down-sampling uses separable shifted adds instead of a 2-D convolution.
+Choices that differ from the reference implementation, all exact in arithmetic
+(results agree to float32 rounding):
+- modulation scales the activations before a convolution with the one shared weight
+  and demodulation scales its output, so no per-sample weight is built and, with the
+  weights frozen, the backward pass computes no gradient with respect to any
+  convolution weight (the reference's grouped convolution needs one);
+- FIR filtering is a depthwise convolution (one pass over memory instead of a
+  single-channel convolution over a reshaped tensor), and the 2x FIR upsampling of
+  the RGB skip is a depthwise transposed convolution (polyphase: no zero insertion);
+- demodulation, the activation gain, noise and bias are folded into two passes
+  before the leaky ReLU;
+- on the CPU activations are kept channels-last, which oneDNN convolves faster.
+Nothing is compiled at import or run time unless ``torch.compile`` is asked for.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +43,7 @@ BLUR_KERNEL = (1.0, 3.0, 3.0, 1.0)
 LRELU_SLOPE = 0.2
 LRELU_GAIN = math.sqrt(2.0)
 FORMAT_VERSION = 1
+META_KEY = "stylegan_inversion"
 
 
 class CheckpointError(ValueError):
@@ -43,53 +53,78 @@ class CheckpointError(ValueError):
 # ----------------------------------------------------------------------------- ops
 
 
-def fir_kernel_1d(taps: Sequence[float] = BLUR_KERNEL) -> torch.Tensor:
-    """Normalised 1-D FIR kernel; its outer product with itself is the 2-D kernel."""
-    k = torch.tensor(taps, dtype=torch.float32)
-    return k / k.sum()
+def make_kernel(taps: Sequence[float] | torch.Tensor, gain: float = 1.0) -> torch.Tensor:
+    """2-D FIR kernel normalised to sum ``gain``: outer product of 1-D taps, or a 2-D kernel as given."""
+    k = torch.as_tensor(taps, dtype=torch.float32)
+    if k.ndim == 1:
+        k = torch.outer(k, k)
+    return k / k.sum() * gain
 
 
-def _fir_1d(x: torch.Tensor, k: Sequence[float], dim: int) -> torch.Tensor:
-    """Valid correlation of x with k along dim (x already padded), as shifted adds."""
-    n = x.shape[dim] - len(k) + 1
-    out = x.narrow(dim, 0, n) * k[0]
-    for j in range(1, len(k)):
-        out = out + x.narrow(dim, j, n) * k[j]
-    return out
+def _depthwise(kernel: torch.Tensor, channels: int, like: torch.Tensor, flip: bool) -> torch.Tensor:
+    """[C, 1, kh, kw] weight of a depthwise convolution with ``kernel`` (optionally flipped)."""
+    k = kernel.flip([0, 1]) if flip else kernel
+    return k.to(dtype=like.dtype, device=like.device).expand(channels, 1, *k.shape).contiguous()
 
 
 def upfirdn2d(
     x: torch.Tensor,
-    kernel: Sequence[float],
+    kernel: Sequence[float] | torch.Tensor,
     up: int = 1,
     down: int = 1,
     pad: tuple[int, int] = (0, 0),
     gain: float = 1.0,
 ) -> torch.Tensor:
-    """Upsample (zero insertion), pad, filter with the separable kernel, downsample.
+    """Upsample (zero insertion), pad (negative: crop), convolve with the FIR kernel, downsample.
 
-    x: [N, C, H, W]; kernel: 1-D taps, applied along both axes (2-D kernel is the
-    outer product). ``gain`` multiplies the 2-D kernel (e.g. up**2 for upsampling).
-    The kernel is applied flipped, as a true convolution, like the reference op.
+    x: [N, C, H, W]; kernel: 1-D taps (applied along both axes) or a 2-D kernel, used as
+    given (not normalised) times ``gain``; pad: (before, after) on both axes. The kernel is
+    applied flipped, as a true convolution, like the reference ``upfirdn2d``. This is the
+    general path; the layers use the faster :func:`blur2d` and :func:`upsample2d`.
     """
+    k = torch.as_tensor(kernel, dtype=torch.float32)
+    if k.ndim == 1:
+        k = torch.outer(k, k)
+    k = k * gain
     n, c, h, w = x.shape
     if up > 1:
         z = x.new_zeros(n, c, h * up, w * up)
         z[:, :, ::up, ::up] = x
         x = z
     p0, p1 = pad
-    if p0 < 0 or p1 < 0:
-        x = x[:, :, max(-p0, 0) : x.shape[2] - max(-p1, 0), max(-p0, 0) : x.shape[3] - max(-p1, 0)]
-    if p0 > 0 or p1 > 0:
-        x = F.pad(x, [max(p0, 0), max(p1, 0), max(p0, 0), max(p1, 0)])
-    taps = [float(t) for t in reversed(list(kernel))]
-    g = math.sqrt(gain)
-    taps = [t * g for t in taps]
-    x = _fir_1d(x, taps, 2)
-    x = _fir_1d(x, taps, 3)
+    x = F.pad(x, [p0, p1, p0, p1])  # negative pads crop
+    x = F.conv2d(x, _depthwise(k, c, x, flip=True), groups=c)
     if down > 1:
         x = x[:, :, ::down, ::down]
     return x
+
+
+def blur2d(x: torch.Tensor, kernel: torch.Tensor, pad: tuple[int, int]) -> torch.Tensor:
+    """FIR filter (true convolution with the 2-D ``kernel``) after padding (before, after)."""
+    c = x.shape[1]
+    wt = _depthwise(kernel, c, x, flip=True)
+    p0, p1 = pad
+    if p0 == p1 and p0 >= 0:
+        return F.conv2d(x, wt, padding=p0, groups=c)
+    return F.conv2d(F.pad(x, [p0, p1, p0, p1]), wt, groups=c)
+
+
+def upsample2d(x: torch.Tensor, kernel: torch.Tensor, factor: int, pad: tuple[int, int]) -> torch.Tensor:
+    """``upfirdn2d(x, kernel, up=factor, pad=pad)`` as a depthwise transposed convolution.
+
+    Polyphase: each output pixel sums only the taps that meet real input samples, so
+    no zero-inserted image is built. Output y[i] = sum_m x[m] k[i + K - 1 - p0 - factor*m],
+    which is ``conv_transpose2d`` with the unflipped kernel and padding K - 1 - p0.
+    """
+    c = x.shape[1]
+    kh = kernel.shape[0]
+    p0, p1 = pad
+    padding = kh - 1 - p0
+    out_pad = p1 - p0 + factor - 1
+    if kernel.shape[0] != kernel.shape[1] or padding < 0 or not 0 <= out_pad < factor:
+        return upfirdn2d(x, kernel, up=factor, pad=pad)
+    wt = _depthwise(kernel, c, x, flip=False)
+    return F.conv_transpose2d(x, wt, stride=factor, padding=padding, output_padding=out_pad, groups=c)
 
 
 def fused_leaky_relu(x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -122,9 +157,11 @@ class EqualLinear(nn.Module):
         self.activation = activation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # bias*lr_mul + scale * x @ W^T in one op: the weight is never rescaled per call.
+        out = torch.addmm(self.bias * self.lr_mul, x, self.weight.t(), alpha=self.scale)
         if self.activation:
-            return fused_leaky_relu(F.linear(x, self.weight * self.scale), self.bias * self.lr_mul)
-        return F.linear(x, self.weight * self.scale, self.bias * self.lr_mul)
+            return F.leaky_relu(out, LRELU_SLOPE) * LRELU_GAIN
+        return out
 
 
 class Blur(nn.Module):
@@ -132,16 +169,13 @@ class Blur(nn.Module):
 
     def __init__(self, taps: Sequence[float], pad: tuple[int, int], gain: float = 1.0):
         super().__init__()
-        k = torch.tensor(taps, dtype=torch.float32)
-        k2 = torch.outer(k, k)
-        # Stored as a 2-D buffer named like the reference (``*.blur.kernel``) for key parity.
-        self.register_buffer("kernel", k2 / k2.sum() * gain)
-        self.taps = [float(t) for t in (k / k.sum()).tolist()]
+        # Stored as a 2-D buffer named like the reference (``*.blur.kernel``) for key parity;
+        # a loaded checkpoint's kernel is the one used.
+        self.register_buffer("kernel", make_kernel(taps, gain))
         self.pad = pad
-        self.gain = gain
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return upfirdn2d(x, self.taps, pad=self.pad, gain=self.gain)
+        return blur2d(x, self.kernel, self.pad)
 
 
 class Upsample(nn.Module):
@@ -149,16 +183,13 @@ class Upsample(nn.Module):
 
     def __init__(self, taps: Sequence[float], factor: int = 2):
         super().__init__()
-        k = torch.tensor(taps, dtype=torch.float32)
-        k2 = torch.outer(k, k)
-        self.register_buffer("kernel", k2 / k2.sum() * factor**2)
-        self.taps = [float(t) for t in (k / k.sum()).tolist()]
+        self.register_buffer("kernel", make_kernel(taps, factor**2))
         self.factor = factor
         p = len(taps) - factor
         self.pad = ((p + 1) // 2 + factor - 1, p // 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return upfirdn2d(x, self.taps, up=self.factor, pad=self.pad, gain=self.factor**2)
+        return upsample2d(x, self.kernel, self.factor, self.pad)
 
 
 class ModulatedConv2d(nn.Module):
@@ -190,22 +221,52 @@ class ModulatedConv2d(nn.Module):
             factor = 2
             p = (len(blur_kernel) - factor) - (kernel_size - 1)
             self.blur = Blur(blur_kernel, pad=((p + 1) // 2 + factor - 1, p // 2 + 1), gain=factor**2)
+        self._cache: tuple | None = None
+        self.channels_last = False
 
-    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+    def _scaled_weight(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scaled conv weight [Cout, Cin, k, k] in the conv's layout, its squared sums [Cout, Cin]).
+
+        Cached while the weight is frozen and unchanged (keyed on its version counter).
+        """
+        p = self.weight
+        key = (p.data_ptr(), p._version, p.dtype, p.device, self.channels_last)
+        if not p.requires_grad and self._cache is not None and self._cache[0] == key and not _compiling():
+            return self._cache[1], self._cache[2]
+        w = p[0] * self.scale
+        w_sq = w.pow(2).sum(dim=(2, 3))
+        if self.upsample:
+            w = w.transpose(0, 1)  # conv_transpose2d wants [Cin, Cout, k, k]
+        if self.channels_last:
+            w = w.contiguous(memory_format=torch.channels_last)
+        if not p.requires_grad and not _compiling():
+            self._cache = (key, w, w_sq)
+        return w, w_sq
+
+    def modulated(self, x: torch.Tensor, style: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(convolution of the modulated input, demodulation coefficients [N, Cout] or None)."""
         n = x.shape[0]
         s = self.modulation(style)  # [N, Cin]
-        w = self.weight[0] * self.scale  # [Cout, Cin, k, k]
+        w, w_sq = self._scaled_weight()
         x = x * s.view(n, self.in_channel, 1, 1)
         if self.upsample:
-            out = F.conv_transpose2d(x, w.transpose(0, 1), stride=2, padding=0)
-            out = self.blur(out)
+            out = self.blur(F.conv_transpose2d(x, w, stride=2, padding=0))
         else:
             out = F.conv2d(x, w, padding=self.padding)
-        if self.demodulate:
-            w_sq = w.pow(2).sum(dim=(2, 3))  # [Cout, Cin]
-            d = torch.rsqrt(s.pow(2) @ w_sq.t() + 1e-8)  # [N, Cout]
-            out = out * d.view(n, self.out_channel, 1, 1)
+        d = torch.rsqrt(s.pow(2) @ w_sq.t() + 1e-8) if self.demodulate else None
+        return out, d
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        out, d = self.modulated(x, style)
+        if d is not None:
+            out = out * d.view(x.shape[0], self.out_channel, 1, 1)
         return out
+
+
+def _compiling() -> bool:
+    """True while torch.compile traces (caches of plain tensors must not be used then)."""
+    comp = getattr(torch, "compiler", None)
+    return bool(comp is not None and hasattr(comp, "is_compiling") and comp.is_compiling())
 
 
 class NoiseInjection(nn.Module):
@@ -242,30 +303,44 @@ class FusedLeakyReLU(nn.Module):
 
 
 class StyledConv(nn.Module):
-    """Modulated conv, noise, bias and activation."""
+    """Modulated conv, noise, bias and activation (optionally clamped, as NVIDIA's conv_clamp)."""
 
-    def __init__(self, in_channel, out_channel, kernel_size, style_dim, upsample=False, blur_kernel=BLUR_KERNEL):
+    def __init__(self, in_channel, out_channel, kernel_size, style_dim, upsample=False, blur_kernel=BLUR_KERNEL, conv_clamp=None):
         super().__init__()
         self.conv = ModulatedConv2d(in_channel, out_channel, kernel_size, style_dim, upsample=upsample, blur_kernel=blur_kernel)
         self.noise = NoiseInjection()
         self.activate = FusedLeakyReLU(out_channel)
+        self.conv_clamp = conv_clamp
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        return self.activate(self.noise(self.conv(x, style), noise))
+        out, d = self.conv.modulated(x, style)
+        n, c = out.shape[:2]
+        # gain * lrelu(out*d + s*noise + b) == lrelu(out*(g*d) + g*s*noise + g*b) for g > 0:
+        # two passes before the activation instead of five.
+        g = LRELU_GAIN
+        y = torch.addcmul((self.activate.bias * g).view(1, c, 1, 1), out, (d * g).view(n, c, 1, 1))
+        y = y.add_(noise * (self.noise.weight * g))
+        y = F.leaky_relu(y, LRELU_SLOPE, inplace=True)
+        if self.conv_clamp is not None:
+            y = y.clamp(-self.conv_clamp, self.conv_clamp)
+        return y
 
 
 class ToRGB(nn.Module):
     """1x1 modulated conv to RGB, added to the upsampled skip image."""
 
-    def __init__(self, in_channel: int, style_dim: int, upsample: bool = True, blur_kernel=BLUR_KERNEL):
+    def __init__(self, in_channel: int, style_dim: int, upsample: bool = True, blur_kernel=BLUR_KERNEL, conv_clamp=None):
         super().__init__()
         if upsample:
             self.upsample = Upsample(blur_kernel)
         self.conv = ModulatedConv2d(in_channel, 3, 1, style_dim, demodulate=False)
         self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
+        self.conv_clamp = conv_clamp
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
         out = self.conv(x, style) + self.bias
+        if self.conv_clamp is not None:
+            out = out.clamp(-self.conv_clamp, self.conv_clamp)
         if skip is not None:
             out = out + self.upsample(skip)
         return out
@@ -276,7 +351,11 @@ class ToRGB(nn.Module):
 
 @dataclass
 class GeneratorConfig:
-    """Architecture of a StyleGAN2 generator; ``channels`` maps resolution -> width."""
+    """Architecture of a StyleGAN2 generator; ``channels`` maps resolution -> width.
+
+    ``conv_clamp`` (None for rosinality models) clamps layer outputs to +-X, as NVIDIA
+    models trained with ``conv_clamp`` do; it changes nothing for activations inside it.
+    """
 
     resolution: int
     style_dim: int = 512
@@ -284,6 +363,7 @@ class GeneratorConfig:
     channels: dict[int, int] = field(default_factory=dict)
     lr_mlp: float = 0.01
     blur_kernel: tuple[float, ...] = BLUR_KERNEL
+    conv_clamp: float | None = None
 
     @classmethod
     def standard(cls, resolution: int, channel_multiplier: int = 2, style_dim: int = 512, n_mlp: int = 8) -> "GeneratorConfig":
@@ -292,8 +372,14 @@ class GeneratorConfig:
         chans = {r: (c if r <= 32 else c * channel_multiplier) for r, c in table.items() if r <= resolution}
         return cls(resolution=resolution, style_dim=style_dim, n_mlp=n_mlp, channels=chans)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "GeneratorConfig":
+        """Inverse of :meth:`to_dict` (unknown keys are ignored)."""
+        known = {k: d[k] for k in ("resolution", "style_dim", "n_mlp", "channels", "lr_mlp", "blur_kernel", "conv_clamp") if k in d}
+        return cls(**known)
+
     def __post_init__(self):
-        log2 = math.log2(self.resolution)
+        log2 = math.log2(self.resolution) if self.resolution > 0 else -1
         if self.resolution < 8 or log2 != int(log2):
             raise ValueError(f"resolution must be a power of two >= 8, got {self.resolution}")
         self.channels = {int(k): int(v) for k, v in self.channels.items()}
@@ -301,6 +387,7 @@ class GeneratorConfig:
         if missing:
             raise ValueError(f"channel table lacks resolutions {missing}")
         self.blur_kernel = tuple(float(t) for t in self.blur_kernel)
+        self.conv_clamp = None if self.conv_clamp is None else float(self.conv_clamp)
 
     @property
     def log_size(self) -> int:
@@ -325,6 +412,53 @@ class GeneratorConfig:
         return d
 
 
+@dataclass
+class RuntimeOptions:
+    """How synthesis runs (numerics to float32 rounding are the same in every mode).
+
+    channels_last: None = automatic (on for the CPU, where oneDNN is faster with it;
+    on CUDA only when asked). tf32: allow TF32 convolutions/matmuls on CUDA (off: strict
+    float32, whatever the global PyTorch flags say). compile: wrap synthesis in
+    ``torch.compile`` (compiles at first call; off by default).
+    """
+
+    channels_last: bool | None = None
+    tf32: bool = False
+    compile: bool = False
+    compile_backend: str = "inductor"
+    compile_mode: str | None = None
+
+    @classmethod
+    def fast(cls) -> "RuntimeOptions":
+        """Every optional fast path on (TF32, channels_last, torch.compile)."""
+        return cls(channels_last=True, tf32=True, compile=True)
+
+
+@contextlib.contextmanager
+def _fp32_precision(device: torch.device, tf32: bool) -> Iterator[None]:
+    """On CUDA, set cuDNN-conv and matmul float32 precision for the block, then restore."""
+    if device.type != "cuda":
+        yield
+        return
+    cudnn_conv = getattr(getattr(torch.backends.cudnn, "conv", None), "fp32_precision", None)
+    if cudnn_conv is not None:
+        want = "tf32" if tf32 else "ieee"
+        old = (torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision)
+        torch.backends.cudnn.conv.fp32_precision = want
+        torch.backends.cuda.matmul.fp32_precision = want
+        try:
+            yield
+        finally:
+            torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision = old
+    else:  # older PyTorch
+        old = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = tf32
+        try:
+            yield
+        finally:
+            torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old
+
+
 class MappingNetwork(nn.Module):
     """z [N, style_dim] -> w [N, style_dim]; index 0 is PixelNorm, as in the reference."""
 
@@ -341,16 +475,16 @@ class MappingNetwork(nn.Module):
 class Generator(nn.Module):
     """StyleGAN2 generator with separately callable ``mapping`` and ``synthesis``."""
 
-    def __init__(self, config: GeneratorConfig):
+    def __init__(self, config: GeneratorConfig, runtime: RuntimeOptions | None = None):
         super().__init__()
         self.config = config
-        c, sd, bk = config.channels, config.style_dim, config.blur_kernel
+        c, sd, bk, cc = config.channels, config.style_dim, config.blur_kernel, config.conv_clamp
         mapping = MappingNetwork(sd, config.n_mlp, config.lr_mlp)
         # Registered as ``style`` so keys read style.1.weight ... like the reference.
         self.style = mapping.layers
         self.input = ConstantInput(c[4])
-        self.conv1 = StyledConv(c[4], c[4], 3, sd, blur_kernel=bk)
-        self.to_rgb1 = ToRGB(c[4], sd, upsample=False)
+        self.conv1 = StyledConv(c[4], c[4], 3, sd, blur_kernel=bk, conv_clamp=cc)
+        self.to_rgb1 = ToRGB(c[4], sd, upsample=False, conv_clamp=cc)
         self.convs = nn.ModuleList()
         self.to_rgbs = nn.ModuleList()
         self.noises = nn.Module()
@@ -359,12 +493,16 @@ class Generator(nn.Module):
         in_ch = c[4]
         for i in range(3, config.log_size + 1):
             out_ch = c[2**i]
-            self.convs.append(StyledConv(in_ch, out_ch, 3, sd, upsample=True, blur_kernel=bk))
-            self.convs.append(StyledConv(out_ch, out_ch, 3, sd, blur_kernel=bk))
-            self.to_rgbs.append(ToRGB(out_ch, sd, blur_kernel=bk))
+            self.convs.append(StyledConv(in_ch, out_ch, 3, sd, upsample=True, blur_kernel=bk, conv_clamp=cc))
+            self.convs.append(StyledConv(out_ch, out_ch, 3, sd, blur_kernel=bk, conv_clamp=cc))
+            self.to_rgbs.append(ToRGB(out_ch, sd, blur_kernel=bk, conv_clamp=cc))
             in_ch = out_ch
         self.register_buffer("w_avg", torch.zeros(sd), persistent=False)
         self.has_w_avg = False
+        self.meta: dict = {}
+        self.source_path: str | None = None
+        self._compiled = None
+        self.configure_runtime(runtime or RuntimeOptions())
 
     # ---- shape facts
     @property
@@ -387,6 +525,31 @@ class Generator(nn.Module):
     def device(self) -> torch.device:
         return self.input.input.device
 
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.input.input.dtype
+
+    # ---- runtime
+    def configure_runtime(self, runtime: RuntimeOptions | None = None, **changes) -> "Generator":
+        """Set how synthesis runs (see :class:`RuntimeOptions`); keyword changes override fields."""
+        rt = runtime or getattr(self, "runtime", None) or RuntimeOptions()
+        if changes:
+            rt = RuntimeOptions(**{**asdict(rt), **changes})
+        self.runtime = rt
+        self._compiled = None
+        return self
+
+    def _set_layout(self, channels_last: bool) -> None:
+        """Tell the convolutions which memory layout the activations use."""
+        if self.conv1.conv.channels_last != channels_last:
+            for m in self.modules():
+                if isinstance(m, ModulatedConv2d):
+                    m.channels_last = channels_last
+
+    def _use_channels_last(self) -> bool:
+        cl = self.runtime.channels_last
+        return (self.device.type == "cpu") if cl is None else bool(cl)
+
     # ---- mapping
     def mapping(self, z: torch.Tensor, truncation: float = 1.0) -> torch.Tensor:
         """z: [N, z_dim] -> w: [N, w_dim], optionally truncated towards the average w."""
@@ -394,15 +557,26 @@ class Generator(nn.Module):
             raise ValueError(f"z must be [N, {self.z_dim}], got {list(z.shape)}")
         w = self.style(z)
         if truncation != 1.0:
-            w = self.mean_w().to(w) + truncation * (w - self.mean_w().to(w))
+            w = self.truncate(w, truncation)
         return w
+
+    def truncate(self, w: torch.Tensor, psi: float) -> torch.Tensor:
+        """w (any shape ending in w_dim) pulled towards the average w: avg + psi * (w - avg)."""
+        avg = self.mean_w().to(w)
+        return avg + psi * (w - avg)
+
+    def broadcast_w(self, w: torch.Tensor) -> torch.Tensor:
+        """w: [N, w_dim] -> ws: [N, num_ws, w_dim] (the same w for every layer)."""
+        if w.ndim != 2 or w.shape[1] != self.w_dim:
+            raise ValueError(f"w must be [N, {self.w_dim}], got {list(w.shape)}")
+        return w.unsqueeze(1).expand(-1, self.num_ws, -1)
 
     @torch.no_grad()
     def mean_w(self, n: int = 10000, seed: int = 0) -> torch.Tensor:
         """Average w: the checkpoint's if stored, else estimated from n z with a fixed seed."""
         if not self.has_w_avg:
             g = torch.Generator().manual_seed(seed)
-            z = torch.randn(n, self.z_dim, generator=g).to(self.device)
+            z = torch.randn(n, self.z_dim, generator=g).to(self.device, self.dtype)
             self.w_avg.copy_(self.style(z).mean(0))
             self.has_w_avg = True
         return self.w_avg
@@ -411,7 +585,7 @@ class Generator(nn.Module):
     def w_stats(self, n: int = 10000, seed: int = 0) -> tuple[torch.Tensor, float]:
         """(mean w, scalar std of w) from n z with a fixed seed, as projectors use."""
         g = torch.Generator().manual_seed(seed)
-        z = torch.randn(n, self.z_dim, generator=g).to(self.device)
+        z = torch.randn(n, self.z_dim, generator=g).to(self.device, self.dtype)
         w = self.style(z)
         mean = self.w_avg if self.has_w_avg else w.mean(0)
         std = ((w - mean).pow(2).sum() / n) ** 0.5
@@ -419,14 +593,14 @@ class Generator(nn.Module):
 
     # ---- noise
     def make_noise(self, batch: int = 1, seed: int | None = 0, device=None) -> list[torch.Tensor]:
-        """Fresh Gaussian noise maps [batch, 1, r, r], in checkpoint order, seeded on the CPU."""
+        """Fresh Gaussian noise maps [batch, 1, r, r] in checkpoint order (seeded on the CPU, so the same everywhere)."""
         g = torch.Generator()
         if seed is None:
             g.seed()
         else:
             g.manual_seed(int(seed))
         dev = device or self.device
-        return [torch.randn(batch, 1, s, s, generator=g).to(dev) for s in self.config.noise_shapes()]
+        return [torch.randn(batch, 1, s, s, generator=g).to(dev, self.dtype) for s in self.config.noise_shapes()]
 
     def stored_noise(self, batch: int = 1) -> list[torch.Tensor]:
         """The checkpoint's constant noise buffers expanded to a batch."""
@@ -439,15 +613,31 @@ class Generator(nn.Module):
         noise: list of [N or 1, 1, r, r] maps in checkpoint order; None uses the stored buffers.
         """
         if ws.ndim == 2:
-            ws = ws.unsqueeze(1).expand(-1, self.num_ws, -1)
+            ws = self.broadcast_w(ws)
         if ws.ndim != 3 or ws.shape[1] != self.num_ws or ws.shape[2] != self.w_dim:
             raise ValueError(f"ws must be [N, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}")
         n = ws.shape[0]
-        if noise is None:
-            noise = self.stored_noise(n)
+        noise = self.stored_noise(n) if noise is None else list(noise)
         if len(noise) != self.config.num_layers:
             raise ValueError(f"expected {self.config.num_layers} noise maps, got {len(noise)}")
-        x = self.input(n)
+        for i, (nz, side) in enumerate(zip(noise, self.config.noise_shapes())):
+            if nz.ndim != 4 or nz.shape[1] != 1 or nz.shape[2:] != (side, side) or nz.shape[0] not in (1, n):
+                raise ValueError(f"noise[{i}] must be [{n} or 1, 1, {side}, {side}], got {list(nz.shape)}")
+        self._set_layout(self._use_channels_last())
+        fn = self._synthesis_impl
+        if self.runtime.compile:
+            if self._compiled is None:
+                log.info("compiling synthesis with torch.compile (backend %s); the first call is slow", self.runtime.compile_backend)
+                self._compiled = torch.compile(self._synthesis_impl, backend=self.runtime.compile_backend, mode=self.runtime.compile_mode)
+            fn = self._compiled
+        with _fp32_precision(ws.device, self.runtime.tf32):
+            return fn(ws, noise)
+
+    def _synthesis_impl(self, ws: torch.Tensor, noise: list[torch.Tensor]) -> torch.Tensor:
+        """Synthesis proper, on validated inputs."""
+        x = self.input(ws.shape[0])
+        if self.conv1.conv.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         x = self.conv1(x, ws[:, 0], noise[0])
         skip = self.to_rgb1(x, ws[:, 1])
         i = 1
@@ -456,7 +646,7 @@ class Generator(nn.Module):
             x = self.convs[2 * k + 1](x, ws[:, i + 1], noise[2 * k + 2])
             skip = to_rgb(x, ws[:, i + 2], skip)
             i += 2
-        return skip
+        return skip.contiguous()
 
     def forward(self, z: torch.Tensor, truncation: float = 1.0, noise=None) -> torch.Tensor:
         """z -> image, with every layer sharing the same w."""
@@ -475,7 +665,7 @@ _CONV_KEY = re.compile(r"^convs\.(\d+)\.conv\.weight$")
 _STYLE_KEY = re.compile(r"^style\.(\d+)\.weight$")
 
 
-def infer_config(state: dict[str, torch.Tensor], lr_mlp: float = 0.01) -> GeneratorConfig:
+def infer_config(state: dict[str, torch.Tensor], lr_mlp: float = 0.01, conv_clamp: float | None = None) -> GeneratorConfig:
     """Read the architecture from a rosinality-format state dict's tensor shapes."""
     try:
         style_idx = sorted(int(m.group(1)) for k in state if (m := _STYLE_KEY.match(k)))
@@ -485,7 +675,7 @@ def infer_config(state: dict[str, torch.Tensor], lr_mlp: float = 0.01) -> Genera
         const = state["input.input"]
         channels = {4: int(const.shape[1])}
         conv_idx = sorted(int(m.group(1)) for k in state if (m := _CONV_KEY.match(k)))
-        if len(conv_idx) % 2 or conv_idx != list(range(len(conv_idx))):
+        if len(conv_idx) % 2 or conv_idx != list(range(len(conv_idx))) or not conv_idx:
             raise CheckpointError(f"convs.* layers are not complete pairs: {conv_idx}")
         for j in range(0, len(conv_idx), 2):
             res = 2 ** (3 + j // 2)
@@ -495,7 +685,9 @@ def infer_config(state: dict[str, torch.Tensor], lr_mlp: float = 0.01) -> Genera
         raise CheckpointError(f"missing key {e.args[0]!r}; not a StyleGAN2 generator state dict") from None
     except (AttributeError, IndexError, TypeError) as e:
         raise CheckpointError(f"unexpected tensor shapes ({e}); not a StyleGAN2 generator state dict") from None
-    return GeneratorConfig(resolution=resolution, style_dim=style_dim, n_mlp=len(style_idx), channels=channels, lr_mlp=lr_mlp)
+    return GeneratorConfig(
+        resolution=resolution, style_dim=style_dim, n_mlp=len(style_idx), channels=channels, lr_mlp=lr_mlp, conv_clamp=conv_clamp
+    )
 
 
 def _describe_keys(keys: Sequence[str], limit: int = 8) -> str:
@@ -504,7 +696,9 @@ def _describe_keys(keys: Sequence[str], limit: int = 8) -> str:
     return shown + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
 
 
-def generator_from_state_dict(state: dict, lr_mlp: float = 0.01, source: str = "<state dict>") -> Generator:
+def generator_from_state_dict(
+    state: dict, lr_mlp: float = 0.01, source: str = "<state dict>", conv_clamp: float | None = None
+) -> Generator:
     """Build a Generator whose shapes match ``state`` and load it with strict key checking."""
     if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
         raise CheckpointError(f"{source}: expected a state dict of tensors")
@@ -512,7 +706,7 @@ def generator_from_state_dict(state: dict, lr_mlp: float = 0.01, source: str = "
     if bad:
         raise CheckpointError(f"{source}: entries that are not tensors: {_describe_keys(bad)}")
     try:
-        cfg = infer_config(state, lr_mlp=lr_mlp)
+        cfg = infer_config(state, lr_mlp=lr_mlp, conv_clamp=conv_clamp)
     except (CheckpointError, ValueError) as e:
         raise CheckpointError(f"{source}: {e}") from None
     G = Generator(cfg)
@@ -529,6 +723,9 @@ def generator_from_state_dict(state: dict, lr_mlp: float = 0.01, source: str = "
     wrong = [f"{k} {list(state[k].shape)} != {list(v.shape)}" for k, v in own.items() if state[k].shape != v.shape]
     if wrong:
         raise CheckpointError(f"{source}: tensor shapes do not fit a StyleGAN2 generator: {_describe_keys(wrong, 4)}")
+    nonfinite = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if nonfinite:
+        raise CheckpointError(f"{source}: tensors with NaN or infinite values: {_describe_keys(nonfinite)}")
     G.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
     return G
 
@@ -552,24 +749,53 @@ def load_checkpoint_dict(path: str | Path) -> dict:
     return obj
 
 
-def load_generator(path: str | Path, device: str | torch.device | None = "auto") -> Generator:
-    """Load a StyleGAN2 generator from a rosinality .pt (dict with ``g_ema`` or bare state dict)
-    or an NVIDIA stylegan2-ada-pytorch / stylegan3 pickle of a StyleGAN2 generator."""
+# torch.save's legacy format starts with its magic number pickled at protocol 2.
+_TORCH_LEGACY_HEAD = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
+
+
+def checkpoint_format(path: str | Path) -> str:
+    """'torch' (torch.save zip or legacy file) or 'pickle' (a plain pickle, e.g. NVIDIA's), by content."""
     path = Path(path)
-    if path.suffix == ".pkl":
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read ({e.strerror or e})") from None
+    if head.startswith(b"PK\x03\x04"):
+        return "torch"
+    if head.startswith(_TORCH_LEGACY_HEAD):
+        return "torch"
+    if head[:1] == b"\x80":
+        return "pickle"
+    return "pickle" if path.suffix == ".pkl" else "torch"
+
+
+def load_generator(
+    path: str | Path, device: str | torch.device | None = "auto", runtime: RuntimeOptions | None = None
+) -> Generator:
+    """Load a StyleGAN2 generator from a rosinality .pt (dict with ``g_ema`` or bare state dict)
+    or an NVIDIA stylegan2-ada-pytorch / stylegan3 pickle of a StyleGAN2 generator.
+
+    Nothing in either file is executed. ``device``: 'auto' (CUDA if present), 'cpu', 'cuda:0' ...
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file")
+    if checkpoint_format(path) == "pickle":
         from .nvidia_pickle import load_nvidia_generator_state
 
         state, w_avg, meta = load_nvidia_generator_state(path)
-        G = generator_from_state_dict(state, source=str(path))
+        G = generator_from_state_dict(state, lr_mlp=float(meta.get("lr_mlp", 0.01)), source=str(path), conv_clamp=meta.get("conv_clamp"))
         if w_avg is not None:
-            G.w_avg.copy_(w_avg)
+            G.w_avg.copy_(w_avg.reshape(-1).float())
             G.has_w_avg = True
     else:
         ckpt = load_checkpoint_dict(path)
-        meta = ckpt.get("stylegan_inversion", {}) if isinstance(ckpt.get("stylegan_inversion"), dict) else {}
+        meta = ckpt.get(META_KEY, {}) if isinstance(ckpt.get(META_KEY), dict) else {}
         state = ckpt["g_ema"] if "g_ema" in ckpt else ckpt
-        lr_mlp = float(meta.get("lr_mlp", 0.01))
-        G = generator_from_state_dict(state, lr_mlp=lr_mlp, source=str(path))
+        cfg_saved = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+        lr_mlp = float(meta.get("lr_mlp", cfg_saved.get("lr_mlp", 0.01)))
+        G = generator_from_state_dict(state, lr_mlp=lr_mlp, source=str(path), conv_clamp=cfg_saved.get("conv_clamp"))
         w_avg = ckpt.get("latent_avg")
         if torch.is_tensor(w_avg) and w_avg.numel() == G.w_dim:
             G.w_avg.copy_(w_avg.reshape(-1).float())
@@ -577,7 +803,10 @@ def load_generator(path: str | Path, device: str | torch.device | None = "auto")
     G.meta = dict(meta or {})
     G.source_path = str(path)
     G.eval()
+    if runtime is not None:
+        G.configure_runtime(runtime)
     dev = resolve_device(device)
+    log.info("loaded %s: %d px, %d ws, w_dim %d, on %s", path, G.resolution, G.num_ws, G.w_dim, dev)
     return G.to(dev)
 
 
@@ -588,11 +817,20 @@ def save_generator(G: Generator, path: str | Path, meta: dict | None = None) -> 
     ckpt = {"g_ema": {k: v.detach().cpu() for k, v in G.state_dict().items()}}
     if G.has_w_avg:
         ckpt["latent_avg"] = G.w_avg.detach().cpu().clone()
-    info = {"format_version": FORMAT_VERSION, "lr_mlp": G.config.lr_mlp, "config": G.config.to_dict()}
+    info = {k: v for k, v in (getattr(G, "meta", None) or {}).items() if k not in ("format_version", "lr_mlp", "config")}
+    info.update({"format_version": FORMAT_VERSION, "lr_mlp": G.config.lr_mlp, "config": G.config.to_dict()})
     info.update(meta or {})
-    ckpt["stylegan_inversion"] = info
+    ckpt[META_KEY] = info
     with atomic_path(path) as tmp:
         torch.save(ckpt, tmp)
+
+
+def convert_checkpoint(src: str | Path, dst: str | Path, meta: dict | None = None) -> Generator:
+    """Load any supported checkpoint (e.g. an NVIDIA pickle) and write it atomically in the rosinality format."""
+    G = load_generator(src, device="cpu")
+    save_generator(G, dst, meta={"converted_from": Path(src).name, **(meta or {})})
+    log.info("converted %s -> %s", src, dst)
+    return G
 
 
 def make_random_generator(config: GeneratorConfig, seed: int = 0, noise_strength: float = 0.1, bias_scale: float = 0.1) -> Generator:

@@ -5,19 +5,22 @@ in the insightface wheel; read with pickle, nothing of insightface is imported).
 x to the image right, y down, z toward the viewer; we flip z so the model frame matches the
 OpenCV camera frame (x right, y down, z away from the camera) and make the model exactly
 left-right symmetric (average with its mirror image), so a frontal symmetric face has yaw and
-roll exactly 0. Calibration: fitted to dlib landmarks of near-frontal faces, the model's inner points give a
-pitch 8-22 degrees lower than the 68-point fit (whose jaw outline is reliable on frontal faces,
+roll exactly 0 (yaw needs no calibration).
+
+Pitch calibration: fitted to dlib landmarks of near-frontal faces, the model's inner points give
+a pitch 8-22 degrees lower than the 68-point fit (whose jaw outline is reliable on frontal faces,
 and which gives pitch ~0 there): 22 on skimage's astronaut, 8 on matplotlib's grace_hopper, 9 on
 the 146 px low-quality crop, a median 15 over 90 frames of a frontal CelebV-HQ clip. The model is
-therefore tilted once by ``MODEL_PITCH_DEG`` (-12, the median over these four subjects), so
-faces that look into the lens give pitch within about +-10 degrees of 0.
-Yaw needs no calibration: the model is symmetric.
+therefore tilted once by ``MODEL_PITCH_DEG`` (-12, the median over these four subjects). After
+it: astronaut -9, grace_hopper +5, the low-quality crop +2, the frontal clip -10 .. +18 (median +4).
+Pitch is the least reliable angle (it also absorbs expression and camera height); the study bins
+by yaw.
 
 Points used (``POSE_POINTS``): nose bridge and nostrils (27-35), both eyes (36-47), eyebrows
 (17-26) and the two mouth corners (48, 54). The jaw line (0-16) is left out on purpose: on a
-turned head dlib places it on the visible outline, not on fixed 3D points, which roughly doubles
-the estimated yaw depending on the 3D model; the inner mouth is left out because it moves with
-expression.
+turned head dlib places it on the visible outline, not on fixed 3D points; with it, the turned
+CelebV-HQ clip's yaw came out about half as large (-24 instead of -40 degrees on its first
+frame). The inner mouth is left out because it moves with expression.
 
 Camera: a pinhole with focal length ``max(width, height)`` pixels (about 53 degrees field of view
 across the long side), principal point at the image centre, square pixels, no lens distortion.

@@ -17,15 +17,19 @@ Choices that differ from the reference implementation, all exact in arithmetic
   the RGB skip is a depthwise transposed convolution (polyphase: no zero insertion);
 - demodulation, the activation gain, noise and bias are folded into two passes
   before the leaky ReLU;
-- on the CPU activations are kept channels-last, which oneDNN convolves faster.
+- on the CPU activations are kept channels-last, which oneDNN convolves faster, and
+  ``load_generator`` lets glibc reuse freed activation memory (:func:`tune_cpu_allocator`).
 Nothing is compiled at import or run time unless ``torch.compile`` is asked for.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import math
+import os
+import platform
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -48,6 +52,45 @@ META_KEY = "stylegan_inversion"
 
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be turned into a StyleGAN2 generator."""
+
+
+# --------------------------------------------------------------- CPU allocator
+
+MALLOC_ENV_VAR = "STYLEGAN_INVERSION_CPU_MALLOC"
+_malloc_tuned: bool | None = None
+
+
+def tune_cpu_allocator(mmap_threshold: int = 2**30, trim_threshold: int = 2**31 - 1) -> bool:
+    """Let glibc keep large freed blocks for reuse (process-wide; once); returns whether it applied.
+
+    CPU synthesis allocates and frees activations of up to ~130 MB in every layer. By
+    default glibc serves each from fresh mmap'd pages, so every step pays a page fault
+    per 4 KiB and the kernel's zeroing: about 40% of a 1024 px projection step on the CPU.
+    Raising the mmap and trim thresholds reuses the heap instead (peak memory is about the
+    same; it is not returned to the system until the process ends). glibc only; set
+    $STYLEGAN_INVERSION_CPU_MALLOC=0 to leave the allocator alone.
+    """
+    global _malloc_tuned
+    if _malloc_tuned is not None:
+        return _malloc_tuned
+    _malloc_tuned = False
+    if os.environ.get(MALLOC_ENV_VAR, "1").strip().lower() in ("0", "false", "no", "off"):
+        log.debug("CPU allocator left alone ($%s)", MALLOC_ENV_VAR)
+        return False
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's mallopt parameter numbers
+        ok = libc.mallopt(m_mmap_threshold, ctypes.c_int(mmap_threshold)) == 1
+        ok = libc.mallopt(m_trim_threshold, ctypes.c_int(trim_threshold)) == 1 and ok
+    except (OSError, AttributeError) as e:
+        log.debug("could not tune the CPU allocator: %s", e)
+        return False
+    _malloc_tuned = ok
+    if ok:
+        log.debug("glibc malloc: large blocks kept for reuse (mmap threshold %d, trim threshold %d)", mmap_threshold, trim_threshold)
+    return ok
 
 
 # ----------------------------------------------------------------------------- ops
@@ -806,6 +849,8 @@ def load_generator(
     if runtime is not None:
         G.configure_runtime(runtime)
     dev = resolve_device(device)
+    if dev.type == "cpu":
+        tune_cpu_allocator()
     log.info("loaded %s: %d px, %d ws, w_dim %d, on %s", path, G.resolution, G.num_ws, G.w_dim, dev)
     return G.to(dev)
 

@@ -501,3 +501,16 @@ def test_device_is_chosen_automatically_and_overridable(tmp_path, small_g, monke
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="CUDA is not available"):
             load_generator(tmp_path / "g.pt", device="cuda")
+
+
+def test_cpu_allocator_tuning_is_opt_out(monkeypatch):
+    monkeypatch.setattr(sg, "_malloc_tuned", None)
+    monkeypatch.setenv(sg.MALLOC_ENV_VAR, "0")
+    assert sg.tune_cpu_allocator() is False
+    monkeypatch.setattr(sg, "_malloc_tuned", None)
+    monkeypatch.delenv(sg.MALLOC_ENV_VAR)
+    import platform
+
+    expected = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert sg.tune_cpu_allocator() is expected
+    assert sg.tune_cpu_allocator() is expected  # once per process

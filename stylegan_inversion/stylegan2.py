@@ -273,7 +273,8 @@ class ModulatedConv2d(nn.Module):
         Cached while the weight is frozen and unchanged (keyed on its version counter).
         """
         p = self.weight
-        key = (p.data_ptr(), p._version, p.dtype, p.device, self.channels_last)
+        # Inference-mode tensors cannot be saved for a later backward pass: keyed separately.
+        key = (p.data_ptr(), p._version, p.dtype, p.device, self.channels_last, torch.is_inference_mode_enabled())
         if not p.requires_grad and self._cache is not None and self._cache[0] == key and not _compiling():
             return self._cache[1], self._cache[2]
         w = p[0] * self.scale
@@ -477,29 +478,35 @@ class RuntimeOptions:
         return cls(channels_last=True, tf32=True, compile=True)
 
 
+def _precision_flags() -> list[tuple[object, str]]:
+    """(object, attribute) pairs that choose float32 vs TF32 for cuDNN convolutions and matmuls."""
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    if conv is not None and hasattr(conv, "fp32_precision") and hasattr(torch.backends.cuda.matmul, "fp32_precision"):
+        return [(conv, "fp32_precision"), (torch.backends.cuda.matmul, "fp32_precision")]
+    return [(torch.backends.cudnn, "allow_tf32"), (torch.backends.cuda.matmul, "allow_tf32")]  # PyTorch < 2.9
+
+
 @contextlib.contextmanager
 def _fp32_precision(device: torch.device, tf32: bool) -> Iterator[None]:
-    """On CUDA, set cuDNN-conv and matmul float32 precision for the block, then restore."""
+    """On CUDA, strict float32 (or TF32 when asked) for cuDNN convolutions and matmuls in the block.
+
+    PyTorch lets cuDNN use TF32 by default; synthesis stays strict unless told otherwise.
+    """
     if device.type != "cuda":
         yield
         return
-    cudnn_conv = getattr(getattr(torch.backends.cudnn, "conv", None), "fp32_precision", None)
-    if cudnn_conv is not None:
-        want = "tf32" if tf32 else "ieee"
-        old = (torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision)
-        torch.backends.cudnn.conv.fp32_precision = want
-        torch.backends.cuda.matmul.fp32_precision = want
-        try:
-            yield
-        finally:
-            torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision = old
-    else:  # older PyTorch
-        old = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
-        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = tf32
-        try:
-            yield
-        finally:
-            torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old
+    flags = _precision_flags()
+    old = [getattr(obj, name) for obj, name in flags]
+    try:
+        for obj, name in flags:
+            setattr(obj, name, ("tf32" if tf32 else "ieee") if name == "fp32_precision" else tf32)
+    except (RuntimeError, ValueError, AttributeError) as e:  # an API this PyTorch does not accept
+        log.warning("could not set float32 precision flags (%s); using PyTorch's", e)
+    try:
+        yield
+    finally:
+        for (obj, name), value in zip(flags, old):
+            setattr(obj, name, value)
 
 
 class MappingNetwork(nn.Module):

@@ -514,3 +514,22 @@ def test_cpu_allocator_tuning_is_opt_out(monkeypatch):
     expected = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
     assert sg.tune_cpu_allocator() is expected
     assert sg.tune_cpu_allocator() is expected  # once per process
+
+
+def test_inference_mode_call_does_not_poison_a_later_backward():
+    G = make_random_generator(TINY, seed=0).freeze()
+    ws = torch.randn(1, G.num_ws, G.w_dim)
+    noise = G.make_noise(1)
+    with torch.inference_mode():
+        a = G.synthesis(ws, noise=noise)
+    wsg = ws.clone().requires_grad_(True)
+    b = G.synthesis(wsg, noise=noise)
+    b.sum().backward()
+    assert wsg.grad is not None and torch.allclose(a, b.detach())
+
+
+def test_precision_flags_are_the_ones_pytorch_has():
+    flags = sg._precision_flags()
+    assert len(flags) == 2
+    for obj, name in flags:
+        assert getattr(obj, name) is not None

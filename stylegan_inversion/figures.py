@@ -4,7 +4,6 @@ each metric against the question's levels with bootstrap 95% confidence interval
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,8 @@ PLOT_METRICS = [
     ("psnr_target", "PSNR to the input, dB (higher is better)"),
     ("ssim_target", "SSIM to the input (higher is better)"),
     ("lpips_clean", "LPIPS to the clean aligned face (lower is better)"),
+    ("id_sim_target", "identity similarity to the input (ArcFace cosine, higher is better)"),
+    ("dlib_id_target", "dlib identity distance to the input (< 0.6: same person)"),
 ]
 STAND_IN_BANNER = "STAND-IN RUN (not a finding)"
 
@@ -208,6 +209,3 @@ def make_figures(metrics_csv: Path, study: Study, out_dir: Path, n_boot: int = 2
         raise
     return sorted(out_dir.iterdir())
 
-
-def finite(x) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)

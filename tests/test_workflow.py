@@ -158,3 +158,22 @@ def test_small_factorial_study_expands_to_the_expected_jobs(tmp_path):
         "degrade_raw": 3, "align_face": 8, "degrade_aligned": 6,
         "project_image": 19, "compute_metrics": 5, "collect_metrics": 1, "plot_figures": 1,
     }
+
+
+def test_offline_weights_fail_with_one_clear_message(tmp_path):
+    """The real study's download stage, pointed at a closed local port: one message, no traceback."""
+    import yaml
+
+    from helpers import real_config
+
+    url = "http://127.0.0.1:9/ffhq.pkl"  # the discard port: connection refused, like a machine without network
+    cfg = real_config()
+    cfg["weights"]["ffhq1024"].update(url=url)
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(cfg))
+    proc = snakemake(tmp_path, "--cores", "1", "data/weights/ffhq1024.pt", "--configfile", str(tmp_path / "study.yaml"),
+                     check=False, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "ffhq1024" in out and url in out and "data/weights/ffhq1024.pt" in out
+    assert "Traceback" not in out
+    assert not (tmp_path / "data" / "weights" / "ffhq1024.pt").exists()

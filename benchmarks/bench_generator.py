@@ -12,7 +12,8 @@ own. FLOPs of the step are counted with torch.utils.flop_counter; the FLOP bound
 FLOPs at the float32 matmul rate measured in the same run, and "x bound" is the measured
 time over that bound. ``--baseline`` also times the straightforward formulation (per-sample
 modulated weights in a grouped convolution, FIR as a single-channel convolution with
-zero insertion, as the reference implementation's CPU path does) side by side. On the CPU
+zero insertion, as the reference implementation's CPU path does) side by side, its steps
+alternating with ours in one process so that both see the same machine load. On the CPU
 both run with glibc's allocator tuned as ``load_generator`` does (``tune_cpu_allocator``)
 unless ``--no-malloc-tuning``.
 """
@@ -119,17 +120,13 @@ def baseline_synthesis(G: Generator, ws: torch.Tensor, noise: list[torch.Tensor]
 # ----------------------------------------------------------------------- one config
 
 
-def run_one(resolution: int, batch: int, steps: int, device: torch.device, impl: str, fast: bool, malloc_tuning: bool) -> dict:
-    """Time ``steps`` projection steps (after one warm-up) of one configuration in this process."""
-    tuned = tune_cpu_allocator() if malloc_tuning and device.type == "cpu" else False
-    torch.manual_seed(0)
-    G = make_random_generator(GeneratorConfig.standard(resolution, 2), seed=0).to(device).freeze()
-    if fast:
-        G.configure_runtime(RuntimeOptions.fast())
+def make_step(G: Generator, batch: int, impl: str):
+    """A closure running one projection step (synthesis, MSE, backward, Adam) at this batch size."""
+    device = G.device
     synth = G.synthesis if impl == "ours" else (lambda w, noise: baseline_synthesis(G, w, noise))
-    ws = (G.mean_w().detach().view(1, 1, -1).repeat(batch, G.num_ws, 1)).requires_grad_(True)
+    ws = G.mean_w().detach().view(1, 1, -1).repeat(batch, G.num_ws, 1).requires_grad_(True)
     noise = [n.requires_grad_(True) for n in G.make_noise(batch, seed=1, device=device)]
-    target = torch.rand(batch, 3, resolution, resolution, device=device) * 2 - 1
+    target = torch.rand(batch, 3, G.resolution, G.resolution, device=device) * 2 - 1
     opt = torch.optim.Adam([ws, *noise], lr=0.01)
 
     def step() -> None:
@@ -137,14 +134,23 @@ def run_one(resolution: int, batch: int, steps: int, device: torch.device, impl:
         F.mse_loss(synth(ws, noise=noise), target).backward()
         opt.step()
 
+    return step
+
+
+def count_flops(G: Generator, batch: int, impl: str) -> int:
+    """FLOPs of one step. The baseline is counted at batch 1 and scaled: torch's counter ignores
+    ``groups`` in the weight-gradient formula, which overcounts its grouped convolutions."""
     from torch.utils.flop_counter import FlopCounterMode
 
+    n = 1 if impl == "baseline" else batch
     counter = FlopCounterMode(display=False)
     with counter:
-        step()
-    flops = counter.get_total_flops()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+        make_step(G, n, impl)()
+    return counter.get_total_flops() * (batch // n)
+
+
+def time_steps(step, steps: int, device: torch.device) -> list[float]:
+    """Seconds of each of ``steps`` calls."""
     times = []
     for _ in range(steps):
         _sync(device)
@@ -152,13 +158,35 @@ def run_one(resolution: int, batch: int, steps: int, device: torch.device, impl:
         step()
         _sync(device)
         times.append(time.perf_counter() - t0)
+    return times
+
+
+def run_one(resolution: int, batch: int, steps: int, device: torch.device, impl: str, fast: bool, malloc_tuning: bool) -> dict:
+    """Time one configuration in this process: ``impl`` 'ours', or 'pair' (ours and the baseline
+    alternating step by step, so both see the same machine load)."""
+    tuned = tune_cpu_allocator() if malloc_tuning and device.type == "cpu" else False
+    torch.manual_seed(0)
+    G = make_random_generator(GeneratorConfig.standard(resolution, 2), seed=0).to(device).freeze()
+    G.mean_w()  # the 10k-sample average w: once, outside the counted and timed steps
+    if fast:
+        G.configure_runtime(RuntimeOptions.fast())
+    impls = ["ours", "baseline"] if impl == "pair" else [impl]
+    flops = {name: count_flops(G, batch, name) for name in impls}  # also the warm-up step
+    runs = {name: make_step(G, batch, name) for name in impls}
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    times: dict[str, list[float]] = {name: [] for name in impls}
+    for _ in range(steps):
+        for name in impls:
+            times[name] += time_steps(runs[name], 1, device)
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated(device)
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
-    return {"resolution": resolution, "batch": batch, "impl": impl, "device": str(device), "threads": torch.get_num_threads(),
-            "median_s": statistics.median(times), "min_s": min(times), "times_s": times, "flops": flops, "peak_bytes": peak,
-            "malloc_tuned": tuned}
+    return {name: {"resolution": resolution, "batch": batch, "impl": name, "device": str(device), "threads": torch.get_num_threads(),
+                   "median_s": statistics.median(times[name]), "min_s": min(times[name]), "times_s": times[name],
+                   "flops": flops[name], "peak_bytes": peak if impl != "pair" else None, "malloc_tuned": tuned}
+            for name in impls}
 
 
 def run_child(resolution: int, batch: int, args: argparse.Namespace, impl: str) -> dict:
@@ -199,18 +227,26 @@ def main() -> int:
           f"malloc tuning {'off' if args.no_malloc_tuning or device.type != 'cpu' else 'on'}")
     print(f"{'res':>5} {'batch':>5} {'impl':>8} {'ms/step':>9} {'min ms':>8} {'GFLOP':>7} {'bound ms':>9} {'x bound':>7} {'peak MiB':>9}")
     rows = []
+
+    def show(row: dict) -> None:
+        row["bound_s"] = row["flops"] / (gflops * 1e9)
+        peak = f"{row['peak_bytes'] / 2**20:>9.0f}" if row["peak_bytes"] else f"{'-':>9}"
+        print(f"{row['resolution']:>5} {row['batch']:>5} {row['impl']:>8} {row['median_s'] * 1e3:>9.0f} {row['min_s'] * 1e3:>8.0f} "
+              f"{row['flops'] / 1e9:>7.0f} {row['bound_s'] * 1e3:>9.0f} {row['median_s'] / row['bound_s']:>7.2f} {peak}", flush=True)
+        rows.append(row)
+
     for res in resolutions:
         for batch in batches:
-            impls = ["ours"] + (["baseline"] if args.baseline and res == min(resolutions) else [])
-            for impl in impls:
-                row = run_child(res, batch, args, impl)
-                row["bound_s"] = row["flops"] / (gflops * 1e9)
-                rows.append(row)
-                print(f"{res:>5} {batch:>5} {impl:>8} {row['median_s'] * 1e3:>9.0f} {row['min_s'] * 1e3:>8.0f} {row['flops'] / 1e9:>7.0f} "
-                      f"{row['bound_s'] * 1e3:>9.0f} {row['median_s'] / row['bound_s']:>7.2f} {row['peak_bytes'] / 2**20:>9.0f}", flush=True)
-            if len(impls) == 2:
-                ours, base = rows[-2], rows[-1]
-                print(f"{'':>20} ours / baseline: {ours['median_s'] / base['median_s']:.2f} (median), {ours['min_s'] / base['min_s']:.2f} (min)")
+            show(run_child(res, batch, args, "ours")["ours"])
+    if args.baseline:
+        res = min(resolutions)
+        print(f"side by side at {res} px (steps alternate in one process; peak memory not separable):")
+        for batch in batches:
+            pair = run_child(res, batch, args, "pair")
+            show(pair["ours"])
+            show(pair["baseline"])
+            o, b = pair["ours"], pair["baseline"]
+            print(f"{'':>20} ours / baseline: {o['median_s'] / b['median_s']:.2f} (median), {o['min_s'] / b['min_s']:.2f} (min)", flush=True)
     if args.json:
         from stylegan_inversion.io import write_json_atomic
 

@@ -3,7 +3,6 @@ user folders, and samples drawn from a generator with their latents as ground tr
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import math
 from pathlib import Path
@@ -13,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from .io import InputError, atomic_path, load_image, save_png_atomic
+from .packages import MissingPackageError, package_dir
 
 log = logging.getLogger(__name__)
 
@@ -25,10 +25,10 @@ class GenerateError(RuntimeError):
 
 
 def _package_dir(name: str) -> Path:
-    spec = importlib.util.find_spec(name)
-    if spec is None or not spec.submodule_search_locations:
-        raise GenerateError(f"package {name!r} is not installed; install the project's requirements")
-    return Path(list(spec.submodule_search_locations)[0])
+    try:
+        return package_dir(name)
+    except MissingPackageError as e:
+        raise GenerateError(f"{e}; install the project's requirements") from None
 
 
 def bundled_photo_path(name: str) -> Path:

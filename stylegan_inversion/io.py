@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 STATUS_OK = "ok"
 DEFAULT_MAX_PIXELS = 100_000_000  # 100 MP: above this a file is refused as a decompression bomb
 NEUTRAL_BACKGROUND = (128, 128, 128)
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm")
 
 
 class InputError(Exception):

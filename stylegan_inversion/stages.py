@@ -4,7 +4,6 @@ outputs atomically with a stage CSV, and records (rather than raises on) bad inp
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from pathlib import Path
 
@@ -192,6 +191,3 @@ def read_stage_row(item_dir: Path) -> dict:
     row["_stage"] = stage
     return row
 
-
-def params_json(obj) -> str:
-    return json.dumps(obj, sort_keys=True)

@@ -178,7 +178,7 @@ def G():
 # ----------------------------------------------------------------------- loading
 
 
-@pytest.mark.parametrize("protocol", [2, 4, 5])
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
 def test_snapshot_converts_to_the_same_generator(tmp_path, nvidia_modules, G, protocol):
     path = write_pickle(nvidia_snapshot(G, nvidia_modules), tmp_path / "snap.pkl", nvidia_modules, protocol)
     loaded = load_generator(path, device="cpu")

@@ -196,7 +196,7 @@ def run_child(resolution: int, batch: int, args: argparse.Namespace, impl: str) 
         cmd.append("--fast")
     if args.no_malloc_tuning:
         cmd.append("--no-malloc-tuning")
-    r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"}, check=False)
     if r.returncode != 0:
         raise SystemExit(f"benchmark child {resolution}px batch {batch} ({impl}) failed:\n{r.stderr[-3000:]}")
     return json.loads(r.stdout.strip().splitlines()[-1])

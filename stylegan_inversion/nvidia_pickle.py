@@ -64,13 +64,13 @@ class PersistentObject:
     def __repr__(self) -> str:
         return f"PersistentObject({self.class_name!r}, module={self.module_kind!r})"
 
-    def submodule(self, name: str) -> "PersistentObject | None":
+    def submodule(self, name: str) -> PersistentObject | None:
         """A child module by name (None if absent)."""
         mods = self.state.get("_modules") or {}
         m = mods.get(name)
         return m if isinstance(m, PersistentObject) else None
 
-    def submodules(self) -> dict[str, "PersistentObject"]:
+    def submodules(self) -> dict[str, PersistentObject]:
         """Child modules by name."""
         return {k: v for k, v in (self.state.get("_modules") or {}).items() if isinstance(v, PersistentObject)}
 

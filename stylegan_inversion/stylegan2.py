@@ -31,9 +31,9 @@ import math
 import os
 import platform
 import re
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -410,14 +410,14 @@ class GeneratorConfig:
     conv_clamp: float | None = None
 
     @classmethod
-    def standard(cls, resolution: int, channel_multiplier: int = 2, style_dim: int = 512, n_mlp: int = 8) -> "GeneratorConfig":
+    def standard(cls, resolution: int, channel_multiplier: int = 2, style_dim: int = 512, n_mlp: int = 8) -> GeneratorConfig:
         """The config-e/f channel table of the paper (config-f: multiplier 2)."""
         table = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64, 512: 32, 1024: 16}
         chans = {r: (c if r <= 32 else c * channel_multiplier) for r, c in table.items() if r <= resolution}
         return cls(resolution=resolution, style_dim=style_dim, n_mlp=n_mlp, channels=chans)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "GeneratorConfig":
+    def from_dict(cls, d: dict) -> GeneratorConfig:
         """Inverse of :meth:`to_dict` (unknown keys are ignored)."""
         known = {k: d[k] for k in ("resolution", "style_dim", "n_mlp", "channels", "lr_mlp", "blur_kernel", "conv_clamp") if k in d}
         return cls(**known)
@@ -473,7 +473,7 @@ class RuntimeOptions:
     compile_mode: str | None = None
 
     @classmethod
-    def fast(cls) -> "RuntimeOptions":
+    def fast(cls) -> RuntimeOptions:
         """Every optional fast path on (TF32, channels_last, torch.compile)."""
         return cls(channels_last=True, tf32=True, compile=True)
 
@@ -580,7 +580,7 @@ class Generator(nn.Module):
         return self.input.input.dtype
 
     # ---- runtime
-    def configure_runtime(self, runtime: RuntimeOptions | None = None, **changes) -> "Generator":
+    def configure_runtime(self, runtime: RuntimeOptions | None = None, **changes) -> Generator:
         """Set how synthesis runs (see :class:`RuntimeOptions`); keyword changes override fields."""
         rt = runtime or getattr(self, "runtime", None) or RuntimeOptions()
         if changes:
@@ -702,7 +702,7 @@ class Generator(nn.Module):
         """z -> image, with every layer sharing the same w."""
         return self.synthesis(self.mapping(z, truncation), noise=noise)
 
-    def freeze(self) -> "Generator":
+    def freeze(self) -> Generator:
         """Turn off gradients of all weights (projection optimises latents only)."""
         for p in self.parameters():
             p.requires_grad_(False)
@@ -842,7 +842,7 @@ def load_generator(
     else:
         ckpt = load_checkpoint_dict(path)
         meta = ckpt.get(META_KEY, {}) if isinstance(ckpt.get(META_KEY), dict) else {}
-        state = ckpt["g_ema"] if "g_ema" in ckpt else ckpt
+        state = ckpt.get("g_ema", ckpt)
         cfg_saved = meta.get("config") if isinstance(meta.get("config"), dict) else {}
         lr_mlp = float(meta.get("lr_mlp", cfg_saved.get("lr_mlp", 0.01)))
         G = generator_from_state_dict(state, lr_mlp=lr_mlp, source=str(path), conv_clamp=cfg_saved.get("conv_clamp"))
@@ -894,6 +894,6 @@ def make_random_generator(config: GeneratorConfig, seed: int = 0, noise_strength
         for name, p in G.named_parameters():
             if name.endswith("noise.weight"):
                 p.copy_(torch.full_like(p, noise_strength) * (1 + torch.rand(p.shape, generator=g)))
-            elif name.endswith("activate.bias") or name.endswith("to_rgb1.bias") or re.match(r"to_rgbs\.\d+\.bias", name):
+            elif name.endswith(("activate.bias", "to_rgb1.bias")) or re.match(r"to_rgbs\.\d+\.bias", name):
                 p.copy_(torch.randn(p.shape, generator=g) * bias_scale)
     return G.eval()

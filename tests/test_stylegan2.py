@@ -76,7 +76,7 @@ def naive_modconv(x, style, sd, prefix, demodulate=True, up=False):
     """Modulated conv with an explicit per-sample weight, convolved one sample at a time."""
     weight = sd[f"{prefix}.weight"][0]  # [out, in, k, k]
     s = naive_linear(style, sd[f"{prefix}.modulation.weight"], sd[f"{prefix}.modulation.bias"])
-    out_c, in_c, k, _ = weight.shape
+    _, in_c, k, _ = weight.shape
     outs = []
     for i in range(x.shape[0]):
         w = weight / math.sqrt(in_c * k * k) * s[i].view(1, in_c, 1, 1)

@@ -14,7 +14,7 @@ time over that bound. ``--baseline`` also times the straightforward formulation 
 modulated weights in a grouped convolution, FIR as a single-channel convolution with
 zero insertion, as the reference implementation's CPU path does) side by side, its steps
 alternating with ours in one process so that both see the same machine load. On the CPU
-both run with glibc's allocator tuned as ``load_generator`` does (``tune_cpu_allocator``)
+both run with glibc's allocator tuned as scripts/project.py does (``tune_cpu_allocator``)
 unless ``--no-malloc-tuning``.
 """
 

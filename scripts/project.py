@@ -37,10 +37,15 @@ def main() -> int:
     setup_logging(args.verbose)
     from stylegan_inversion.stages import project_files
 
+    from stylegan_inversion.device import resolve_device
+    from stylegan_inversion.stylegan2 import tune_cpu_allocator
+
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
+    if resolve_device(args.device).type == "cpu":
+        tune_cpu_allocator()  # reuse freed activation memory: ~40% of a 1024 px CPU step was page faults
 
     extra = json.loads(args.params)
     unknown = set(extra) - set(d.to_dict())

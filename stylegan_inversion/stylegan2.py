@@ -17,8 +17,9 @@ Choices that differ from the reference implementation, all exact in arithmetic
   the RGB skip is a depthwise transposed convolution (polyphase: no zero insertion);
 - demodulation, the activation gain, noise and bias are folded into two passes
   before the leaky ReLU;
-- on the CPU activations are kept channels-last, which oneDNN convolves faster, and
-  ``load_generator`` lets glibc reuse freed activation memory (:func:`tune_cpu_allocator`).
+- on the CPU activations are kept channels-last, which oneDNN convolves faster; programs
+  that project on the CPU (scripts/project.py) let glibc reuse freed activation memory
+  with :func:`tune_cpu_allocator` (a process-wide setting, so the library never does it itself).
 Nothing is compiled at import or run time unless ``torch.compile`` is asked for.
 """
 
@@ -856,8 +857,6 @@ def load_generator(
     if runtime is not None:
         G.configure_runtime(runtime)
     dev = resolve_device(device)
-    if dev.type == "cpu":
-        tune_cpu_allocator()
     log.info("loaded %s: %d px, %d ws, w_dim %d, on %s", path, G.resolution, G.num_ws, G.w_dim, dev)
     return G.to(dev)
 

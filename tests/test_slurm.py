@@ -82,7 +82,7 @@ def cluster(tmp_path_factory):
     up = run([CLUSTER, "up", folder], 120)
     if up.returncode != 0:
         run([CLUSTER, "down", folder], 60)
-        unavailable(f"the SLURM daemons did not start:\n{up.stdout[-2000:]}\n{up.stderr[-3000:]}")
+        unavailable("the SLURM daemons did not start: " + (up.stdout[-2000:] + up.stderr[-3000:]).strip())
     try:
         yield Cluster(folder)
     finally:

@@ -105,26 +105,21 @@ def project_files(
     device="auto",
     batch_size: int = 1,
     identity: Path | None = None,
+    tune_cpu_memory: bool = False,
 ) -> list[dict]:
     """Project each target image into the generator; writes <stem>.png/.npz/_trace.csv and project.csv.
 
-    ``identity`` is the identity network file the id losses need (ArcFace IR-SE50 or a stand-in).
+    ``identity`` is the identity network file the id losses need (ArcFace IR-SE50 or a stand-in);
+    ``tune_cpu_memory`` lets glibc reuse freed activation memory on the CPU (process-wide, for CLIs).
+    Inputs skipped upstream are recorded without loading torch or any network.
     """
-    import torch
-
-    from .device import resolve_device
-    from .images import pil_to_tensor, tensor_to_pil
-    from .losses import load_lpips
-    from .projector import LOSS_TERMS, project
-    from .stylegan2 import load_generator
+    from .projection_settings import LOSS_TERMS
 
     out_dir = Path(out_dir)
-    dev = resolve_device(device)
     rec = StageRecorder(out_dir, "project", ["output", "generator", "resolution", "stand_in", "stand_in_reason", "loss", "latent",
                                               "steps", "seconds", "device", "lpips_net", "lpips_backbone", "params"])
-    inputs = resolve_inputs(paths)
     todo, images = [], []
-    for inp in inputs:
+    for inp in resolve_inputs(paths):
         if inp.skip_status:
             rec.add({"input": str(inp.path), "status": inp.skip_status, "reason": inp.skip_reason})
             continue
@@ -136,6 +131,18 @@ def project_files(
     if not todo:
         rec.finish()
         return rec.rows
+
+    import torch
+
+    from .device import resolve_device
+    from .images import pil_to_tensor, tensor_to_pil
+    from .losses import load_lpips
+    from .projector import project
+    from .stylegan2 import load_generator, tune_cpu_allocator
+
+    dev = resolve_device(device)
+    if tune_cpu_memory and dev.type == "cpu":
+        tune_cpu_allocator()
     G = load_generator(weights, device=dev)
     stand_in_g = bool((G.meta or {}).get("stand_in", False))
     reasons = []

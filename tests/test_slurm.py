@@ -117,9 +117,9 @@ def small_study(workdir: Path) -> Path:
     (workdir / "data" / "mine").mkdir(parents=True)
     textured_image(48).save(workdir / "data" / "mine" / "texture.png")  # a folder source (no face in it)
     cfg["sources"]["mine"] = {"kind": "folder", "path": "data/mine"}
+    with_photos = [q for q in cfg["questions"].values() if "photos" in q.get("sources", [])]
+    with_photos[0]["sources"].append("mine")  # one question is enough for the folder source
     for question in cfg["questions"].values():
-        if "photos" in question.get("sources", []):
-            question["sources"].append("mine")
         if "levels" in question:
             question["levels"] = question["levels"][:2]
     path = workdir / "study.yaml"

@@ -163,7 +163,13 @@ down() {
     local dir=$1
     [ -f "$dir/slurm.conf" ] || { echo "no cluster in $dir"; return 0; }
     export SLURM_CONF=$dir/slurm.conf
-    timeout -s KILL 10 scancel --full --quiet --user=root 2>/dev/null || true
+    if [ -s "$dir/slurmctld.pid" ] && kill -0 "$(cat "$dir/slurmctld.pid")" 2>/dev/null; then
+        timeout -s KILL 10 scancel --full --quiet --user=root 2>/dev/null || true
+        for _ in $(seq 50); do   # let slurmd end the jobs' processes before it stops
+            [ -z "$(timeout -s KILL 5 squeue -h -t RUNNING,COMPLETING -o %i 2>/dev/null)" ] && break
+            sleep 0.2
+        done
+    fi
     stop_pid "$dir/slurmd.pid"
     stop_pid "$dir/slurmctld.pid"
     stop_pid "$dir/munged.pid"

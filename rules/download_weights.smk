@@ -1,5 +1,11 @@
 # download-weights stage: network assets under data/weights/ (generators and identity networks
 # as <name>.pt, LPIPS backbones under data/weights/torch/hub/checkpoints/ where torchvision looks).
+# Downloads run where Snakemake runs (a cluster's login node usually has internet, nodes often not).
+
+
+localrules:
+    download_weights,
+    download_lpips_backbone,
 
 
 rule make_stand_in_weights:

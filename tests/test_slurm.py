@@ -203,6 +203,14 @@ def test_demo_dag_runs_through_slurm(cluster, tmp_path):
         assert f"_job_complete: JobId={jobid} WEXITSTATUS 0" in ctld
         ran_under_slurm |= rules_in_log(log.read_text())
 
+    # the stages' own logs name the SLURM job they ran in
+    job_ids = {j for j, _ in jobs}
+    stage_logs = list((tmp_path / "results" / "logs" / "project").rglob("*.log"))
+    assert stage_logs
+    for log in stage_logs:
+        m = re.search(r"SLURM job (\d+)", log.read_text())
+        assert m and m.group(1) in job_ids, log
+
     # every stage of the DAG ran inside a SLURM job (nothing ran on the submit host)
     planned = rules_in_log(study_run.stdout + study_run.stderr) | rules_in_log(frames.stdout + frames.stderr)
     stages = {"make_stand_in_weights", "make_demo_clip", "extract_frames", "ingest_frame", "ingest_image",

@@ -25,8 +25,7 @@ rule project_image:
         identity=get_identity_arg,
         torch_home=TORCH_HOME,
     shell:
-        "TORCH_HOME={params.torch_home} OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} "
-        "{params.cli} --weights {input.weights} --loss {params.loss} "
+        "TORCH_HOME={params.torch_home} {params.cli} --weights {input.weights} --loss {params.loss} "
         "--latent {params.latent} --steps {params.steps} --params {params.projector:q} "
         "--lpips-net {params.lpips_net} --lpips-backbone {params.lpips_backbone} --device {params.device} "
         "{params.identity} --threads {threads} --out {output} {input.target}/image.png > {log} 2>&1"

@@ -9,7 +9,6 @@ reason in align.csv), 2 for usage errors, 1 when the output folder cannot be wri
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import tempfile
 from collections import Counter
@@ -18,6 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from stylegan_inversion.align import MODES, align_files  # noqa: E402
+from stylegan_inversion.cli import run, setup_logging  # noqa: E402
 from stylegan_inversion.io import DEFAULT_MAX_PIXELS  # noqa: E402
 
 
@@ -63,7 +63,7 @@ def check_writable(out: Path) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     """Run the align stage; print one summary line."""
     args = parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="align: %(levelname)s: %(message)s")
+    setup_logging(args.verbose)
     problem = check_writable(args.out)
     if problem:
         print(f"align: cannot write to output folder {args.out}: {problem}", file=sys.stderr)
@@ -79,4 +79,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

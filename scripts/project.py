@@ -40,6 +40,7 @@ def main() -> int:
 
     if args.threads:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)  # read by torch when (and if) it is imported
+        os.environ["MKL_NUM_THREADS"] = str(args.threads)
 
     extra = json.loads(args.params)
     unknown = set(extra) - set(d.to_dict())
@@ -48,7 +49,10 @@ def main() -> int:
     fields = d.to_dict() | extra | {"loss": args.loss, "latent": args.latent, "steps": args.steps}
     if args.seed is not None:
         fields["seed"] = args.seed
-    cfg = ProjectorConfig(**fields)
+    try:
+        cfg = ProjectorConfig(**fields)
+    except (TypeError, ValueError) as e:
+        ap.error(f"--params: {e}")
     rows = project_files(args.images, args.out, args.weights, cfg, args.lpips_net, args.lpips_backbone, args.device, args.batch_size,
                          identity=args.identity, tune_cpu_memory=True)
     ok = sum(r["status"] == "ok" for r in rows)

@@ -34,6 +34,7 @@ import numpy as np
 from PIL import Image
 
 from .io import DEFAULT_MAX_PIXELS, STATUS_OK, InputError, StageRecorder, load_image, resolve_inputs, save_png_atomic
+from .errors import UserError
 from .landmarks import Face, detect_faces
 from .pose import HeadPose, estimate_pose
 
@@ -427,6 +428,8 @@ def align_files(
                     rows.append({**base, "status": STATUS_OK, "reason": reason, "output": name, "n_faces": res.n_faces, **_face_columns(res)})
             except InputError as e:
                 rows = [{**base, "status": e.status, "reason": e.reason}]
+            except (UserError, ImportError, MemoryError):
+                raise  # a missing model or package fails the whole batch, not each image in turn
             except Exception as e:  # noqa: BLE001 - one bad input must never stop the batch
                 log.debug("%s: unexpected failure", item.path, exc_info=True)
                 rows = [{**base, "status": STATUS_ERROR, "reason": f"{type(e).__name__}: {e}"}]

@@ -9,23 +9,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-# Errors that carry a complete, user-facing message (file + reason); shown without a traceback.
-def _known_errors() -> tuple[type[BaseException], ...]:
-    from .config import ConfigError
-    from .degrade import DegradeError
-    from .generate import GenerateError
-    from .losses import LossSetupError
-    from .study import StudyError
-    from .stylegan2 import CheckpointError
-
-    errs: list[type[BaseException]] = [CheckpointError, ConfigError, DegradeError, GenerateError, LossSetupError, StudyError, FileNotFoundError]
-    try:
-        from .weights import WeightsError
-
-        errs.append(WeightsError)
-    except ImportError:
-        pass
-    return tuple(errs)
+from .errors import UserError
 
 
 def setup_logging(verbose: bool = False) -> None:
@@ -48,7 +32,7 @@ def run(main: Callable[[], int | None]) -> None:
     """Run a CLI main(); known errors become one 'error: ...' line and exit status 1."""
     try:
         code = main()
-    except _known_errors() as e:
+    except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:

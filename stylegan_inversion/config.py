@@ -7,10 +7,12 @@ from pathlib import Path
 
 import yaml
 
+from .errors import UserError
+
 SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config that does not follow the schema; the message names the key."""
 
 

@@ -25,10 +25,12 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from .study import DEGRADE_OPS, parse_degrade
+from .errors import UserError
+
+from .study import DEGRADE_OPS, degrade_level_problem
 
 
-class DegradeError(ValueError):
+class DegradeError(UserError, ValueError):
     """A degradation that cannot be applied (unknown op, level out of range)."""
 
 
@@ -45,8 +47,6 @@ def _rng(seed: int) -> np.random.Generator:
 def jpeg(img: Image.Image, quality: float) -> Image.Image:
     """Re-encode as JPEG at the given quality (1-100)."""
     q = int(round(quality))
-    if not 1 <= q <= 100:
-        raise DegradeError(f"jpeg quality must be 1..100, got {quality}")
     buf = _io.BytesIO()
     img.convert("RGB").save(buf, format="JPEG", quality=q, subsampling=2, optimize=False)
     buf.seek(0)
@@ -57,8 +57,6 @@ def jpeg(img: Image.Image, quality: float) -> Image.Image:
 
 def blur(img: Image.Image, sigma: float) -> Image.Image:
     """Gaussian blur with standard deviation ``sigma`` pixels."""
-    if sigma < 0:
-        raise DegradeError(f"blur sigma must be >= 0, got {sigma}")
     if sigma == 0:
         return img.copy()
     a = np.asarray(img, dtype=np.float32)
@@ -68,8 +66,6 @@ def blur(img: Image.Image, sigma: float) -> Image.Image:
 
 def downscale(img: Image.Image, factor: float) -> Image.Image:
     """Bicubic down by ``factor`` (antialiased), then bicubic back to the original size."""
-    if factor < 1:
-        raise DegradeError(f"downscale factor must be >= 1, got {factor}")
     w, h = img.size
     small = img.resize((max(1, round(w / factor)), max(1, round(h / factor))), Image.Resampling.BICUBIC, reducing_gap=None)
     return small.resize((w, h), Image.Resampling.BICUBIC)
@@ -77,8 +73,6 @@ def downscale(img: Image.Image, factor: float) -> Image.Image:
 
 def noise(img: Image.Image, sigma: float, seed: int) -> Image.Image:
     """Additive Gaussian noise with ``sigma`` on the 0-255 scale."""
-    if sigma < 0:
-        raise DegradeError(f"noise sigma must be >= 0, got {sigma}")
     a = np.asarray(img, dtype=np.float32)
     a = a + _rng(seed).normal(0.0, sigma, size=a.shape).astype(np.float32)
     return Image.fromarray(np.clip(np.round(a), 0, 255).astype(np.uint8))
@@ -99,8 +93,6 @@ def misalign_params(magnitude: float, size: int, seed: int) -> dict:
 
 def misalign(img: Image.Image, magnitude: float, seed: int) -> tuple[Image.Image, dict]:
     """Shift/rotate/scale an aligned face about its centre by a seeded similarity transform."""
-    if magnitude < 0:
-        raise DegradeError(f"misalign magnitude must be >= 0, got {magnitude}")
     w, h = img.size
     p = misalign_params(magnitude, w, seed)
     if magnitude == 0:
@@ -122,8 +114,6 @@ def misalign(img: Image.Image, magnitude: float, seed: int) -> tuple[Image.Image
 
 def realworld_params(level: float, seed: int) -> dict:
     """Draw the blur/downscale/noise/JPEG parameters of one 'real-world' degradation."""
-    if not 0 <= level <= 1:
-        raise DegradeError(f"realworld level must be in [0, 1], got {level}")
     r = _rng(seed)
     return {
         "blur_sigma": float(r.uniform(0, 3.0 * level)),
@@ -134,23 +124,11 @@ def realworld_params(level: float, seed: int) -> dict:
     }
 
 
-_VALID = {
-    "jpeg": (lambda v: 1 <= round(v) <= 100, "a quality in 1..100"),
-    "blur": (lambda v: v >= 0, "a sigma >= 0"),
-    "downscale": (lambda v: v >= 1, "a factor >= 1"),
-    "noise": (lambda v: v >= 0, "a sigma >= 0"),
-    "misalign": (lambda v: v >= 0, "a magnitude >= 0"),
-    "realworld": (lambda v: 0 <= v <= 1, "a level in [0, 1]"),
-}
-
-
 def validate(op: str, level: float) -> None:
     """Raise DegradeError unless ``op`` is known and ``level`` is in its range."""
-    if op not in _VALID:
-        raise DegradeError(f"unknown degradation {op!r} (one of {', '.join(DEGRADE_OPS)})")
-    ok, what = _VALID[op]
-    if not ok(level):
-        raise DegradeError(f"{op} level must be {what}, got {level:g}")
+    problem = degrade_level_problem(op, level)
+    if problem:
+        raise DegradeError(problem)
 
 
 def apply(img: Image.Image, op: str, level: float, seed: int = 0) -> Degraded:
@@ -177,14 +155,6 @@ def apply(img: Image.Image, op: str, level: float, seed: int = 0) -> Degraded:
         x = jpeg(x, p["jpeg_quality"])
         return Degraded(x, base | p)
     raise DegradeError(f"unknown degradation {op!r} (one of {', '.join(DEGRADE_OPS)})")
-
-
-def apply_spec(img: Image.Image, spec: str, seed: int = 0) -> Degraded:
-    """Apply a 'op-level' spec such as 'jpeg-10' ('none' copies the image)."""
-    op, level = parse_degrade(spec)
-    if op == "none":
-        return Degraded(img.convert("RGB").copy(), {"op": "none", "level": 0, "seed": int(seed)})
-    return apply(img, op, level, seed)
 
 
 def psnr_uint8(a: Image.Image, b: Image.Image) -> float:

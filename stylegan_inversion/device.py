@@ -6,6 +6,8 @@ import os
 
 import torch
 
+from .errors import DeviceError
+
 ENV_VAR = "STYLEGAN_INVERSION_DEVICE"
 
 
@@ -19,5 +21,5 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r} requested but CUDA is not available on this machine; use 'cpu' or 'auto'")
+        raise DeviceError(f"device {device!r} requested but CUDA is not available on this machine; use 'cpu' or 'auto'")
     return dev

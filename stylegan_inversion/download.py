@@ -34,6 +34,8 @@ import zipfile
 from pathlib import Path
 from typing import IO, Iterable, Iterator, Sequence
 
+from .errors import UserError
+
 log = logging.getLogger(__name__)
 
 MIRROR_ENV = "STYLEGAN_INVERSION_MIRROR"
@@ -48,7 +50,7 @@ EXTRACT_KINDS = ("bz2", "zip")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
-class DownloadError(RuntimeError):
+class DownloadError(UserError, RuntimeError):
     """A file that could not be obtained; the message names the asset, the URL and what to do."""
 
 

@@ -12,12 +12,13 @@ import numpy as np
 from PIL import Image
 
 from .io import InputError, atomic_path, load_image, save_png_atomic
+from .errors import UserError
 from .packages import MissingPackageError, package_dir
 
 log = logging.getLogger(__name__)
 
 
-class GenerateError(RuntimeError):
+class GenerateError(UserError, RuntimeError):
     """A video or generator that cannot produce inputs; the message names it."""
 
 

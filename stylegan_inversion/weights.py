@@ -20,6 +20,8 @@ import logging
 from pathlib import Path
 from typing import IO, Iterable
 
+from .errors import UserError
+
 from .download import (
     DEFAULT_BACKOFF,
     DEFAULT_RETRIES,
@@ -45,7 +47,7 @@ EXTRACT_KINDS = ("bz2", "zip")
 ENTRY_KINDS = ("stand_in", "url")
 
 
-class WeightsError(RuntimeError):
+class WeightsError(UserError, RuntimeError):
     """Weights that cannot be obtained; the message names the file, where to put it and how."""
 
 

@@ -116,3 +116,11 @@ def test_item_seed_is_stable_and_distinct():
     cfg = demo_config()
     cfg["seed"] = 1
     assert Study(cfg).item_seed("sample", "s", "x") != a.item_seed("sample", "s", "x")
+
+
+@pytest.mark.parametrize("spec", ["jpeg-0", "jpeg-101", "realworld-2", "downscale-0.5"])
+def test_out_of_range_degradations_are_refused_when_the_config_is_read(spec):
+    cfg = demo_config()
+    cfg["questions"]["jpeg"]["levels"][1]["set"]["degrade"] = spec
+    with pytest.raises(StudyError, match="level must be"):
+        Study(cfg)

@@ -1,7 +1,6 @@
 # Helpers shared by the stage rules: the expanded study design, wildcard constraints and
 # input functions. All logic lives in the stylegan_inversion package; this file wires it.
 
-import functools
 import json
 import re
 import sys
@@ -25,7 +24,6 @@ from stylegan_inversion.study import (
     WEIGHTS,
     Study,
     StudyError,
-    folder_items,
     parse_degrade,
 )
 
@@ -111,14 +109,9 @@ def get_video(wildcards):
     return src.spec["path"]
 
 
-@functools.cache
-def _folder_items(source):
-    return folder_items(Path(STUDY.sources[source].spec["path"]))
-
-
 def get_folder_file(wildcards):
     """The user's file behind a folder-source item."""
-    items = _folder_items(wildcards.source)
+    items = STUDY.folder_files(wildcards.source)
     if wildcards.item not in items:
         raise WorkflowError(
             f"source {wildcards.source}: no file for item {wildcards.item}"
@@ -190,7 +183,7 @@ def get_identity_arg(wildcards, input):
 
 def get_projector_params(wildcards):
     """Projector settings as JSON (part of the job's params: changing one re-runs projection)."""
-    p = {k: v for k, v in config["project"].items() if k not in ("steps", "batch_size")}
+    p = {k: v for k, v in config["project"].items() if k != "steps"}
     p["seed"] = STUDY.seed
     return json.dumps(p, sort_keys=True)
 
@@ -232,6 +225,24 @@ def get_config_json(wildcards):
     return json.dumps(config, sort_keys=True, default=str)
 
 
+def get_metrics_config_json(wildcards):
+    """The config without what metrics do not read (projector, figure settings, titles), so
+    changing those does not re-run every metrics job through its params."""
+    c = {
+        k: v
+        for k, v in config.items()
+        if k not in ("project", "mirror", "study", "max_pixels")
+    }
+    c["metrics"] = {
+        k: v for k, v in config["metrics"].items() if k not in ("bootstrap", "ci")
+    }
+    c["questions"] = {
+        name: {k: v for k, v in q.items() if k not in ("title", "factor")}
+        for name, q in config["questions"].items()
+    }
+    return json.dumps(c, sort_keys=True, default=str)
+
+
 # ---------------------------------------------------------------- weights
 
 
@@ -256,7 +267,16 @@ def _download_args(name):
     args += [
         f"--url {quote(u)}" for u in [w.get("url")] + list(w.get("urls") or []) if u
     ]
-    for key in ("sha256", "size", "convert", "extract", "member", "member_sha256"):
+    for key in (
+        "sha256",
+        "size",
+        "filename",
+        "convert",
+        "extract",
+        "member",
+        "member_sha256",
+        "licence",
+    ):
         if w.get(key) is not None:
             args.append(f"--{key.replace('_', '-')} {quote(str(w[key]))}")
     if config.get("mirror"):

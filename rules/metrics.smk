@@ -16,7 +16,7 @@ rule compute_metrics:
     params:
         cli=script("metrics.py"),
         item_list=get_condition_items_json,
-        config=get_config_json,
+        config=get_metrics_config_json,
         device=config["device"],
         torch_home=TORCH_HOME,
     shell:

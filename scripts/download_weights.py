@@ -22,7 +22,7 @@ from stylegan_inversion.download import (  # noqa: E402
     MIRROR_ENV,
 )
 
-ENTRY_FLAGS = ("sha256", "size", "convert", "extract", "member", "member_sha256")
+ENTRY_FLAGS = ("sha256", "size", "filename", "convert", "extract", "member", "member_sha256", "licence")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -40,6 +40,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--extract", choices=list(EXTRACT_KINDS), default=None, help="decompress a .bz2 or take one member of a .zip")
     ap.add_argument("--member", default=None, help="file inside the zip to extract (needed when it holds several)")
     ap.add_argument("--member-sha256", default=None, help="expected SHA-256 of the extracted file")
+    ap.add_argument("--filename", default=None, help="the file's name in a mirror folder when the URL does not end in it")
+    ap.add_argument("--licence", default=None, help="licence note, logged before the download")
     ap.add_argument("--mirror", action="append", default=[], type=Path,
                     help=f"local folder searched before the network (repeatable; also ${MIRROR_ENV})")
     ap.add_argument("--stall-timeout", type=float, default=DEFAULT_STALL_TIMEOUT,

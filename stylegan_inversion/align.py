@@ -280,11 +280,6 @@ def center_square(image: Image.Image, size: int) -> Image.Image:
     return square if side == size else square.resize((size, size), _LANCZOS)
 
 
-def resize_aligned(image: Image.Image, size: int) -> Image.Image:
-    """An already aligned image resized to size x size (centre-cropped first if not square)."""
-    return center_square(image, size)
-
-
 # ---------------------------------------------------------------- stage
 
 
@@ -318,7 +313,7 @@ def align_image(
         faces = detect_faces(image)
     poses = [estimate_pose(f.landmarks, image.size) for f in faces]
     if mode != "ffhq":
-        out = center_square(image, size) if mode == "center" else resize_aligned(image, size)
+        out = center_square(image, size)  # centre: the raw crop; resize: an aligned input (cropped only if not square)
         face, hp = (faces[0], poses[0]) if faces else (None, None)
         quad = ffhq_quad(face.landmarks)[0] if face is not None else None
         return [FaceResult(0 if face is not None else None, out, face, hp, quad, len(faces))]

@@ -13,7 +13,7 @@ import torch
 from .images import pil_to_tensor
 from .io import STATUS_OK, InputError, load_image
 from .stages import read_stage_row
-from .study import FACTORS, IMAGE, Study
+from .study import FACTORS, IMAGE, INPUT, Study
 
 log = logging.getLogger(__name__)
 
@@ -27,13 +27,6 @@ def _float(v) -> float:
         return float(v)
     except (TypeError, ValueError):
         return math.nan
-
-
-def _load(path: Path, size: int) -> torch.Tensor | None:
-    try:
-        return pil_to_tensor(load_image(path), size).unsqueeze(0)
-    except InputError:
-        return None
 
 
 def _load_pil(path: Path):
@@ -63,59 +56,49 @@ def item_metrics(
     proj_dir = Path(study.projected_dir(cid, source, item))
     target_dir = Path(study.target_dir(c, source, item))
     clean_dir = Path(study.clean_dir(c, source, item))
-    arow = read_stage_row(clean_dir)
+    arow = read_stage_row(clean_dir, "align")
     for k in POSE_COLUMNS:
         row[k] = _float(arow.get(k))
-    prow = read_stage_row(proj_dir)
+    prow = read_stage_row(proj_dir, "project")
     row["status"] = prow.get("status", "missing")
     row["reason"] = prow.get("reason", "")
-    row["stand_in"] = prow.get("stand_in", "")
-    row["stand_in_reason"] = prow.get("stand_in_reason", "")
     row["projection_seconds"] = _float(prow.get("seconds"))
-    for k in ("final_lpips", "final_mse"):
-        row[k] = _float(prow.get(k))
+    row.update({k: _float(v) for k, v in prow.items() if k.startswith("final_")})
     for k in METRIC_COLUMNS:
         row[k] = math.nan
     if row["status"] != STATUS_OK:
         return row
-    pred = _load(proj_dir / IMAGE, metric_size)
-    target = _load(target_dir / IMAGE, metric_size)
-    clean = _load(clean_dir / IMAGE, metric_size)
+    pred, target, clean = (_load_pil(d / IMAGE) for d in (proj_dir, target_dir, clean_dir))
     if pred is None or target is None:
         row.update(status="missing", reason=f"image missing in {proj_dir if pred is None else target_dir}")
         return row
     from .metrics import image_metrics
 
+    pred_t = pil_to_tensor(pred, metric_size).unsqueeze(0)
     for ref, suffix in ((target, "target"), (clean, "clean")):
         if ref is None:
             continue
-        m = image_metrics(pred, ref, lpips_model)
+        m = image_metrics(pred_t, pil_to_tensor(ref, metric_size).unsqueeze(0), lpips_model)
         for k, v in m.items():
             row[f"{k}_{suffix}"] = float(v[0])
     if id_model is not None:
         size = max(112, metric_size)
         with torch.no_grad():
-            a, b = _load(proj_dir / IMAGE, size), _load(target_dir / IMAGE, size)
-            row["id_sim_target"] = float(id_model.similarity(a.to(id_model.device), b.to(id_model.device))[0])
+            a, b = (pil_to_tensor(x, size).unsqueeze(0).to(id_model.device) for x in (pred, target))
+            row["id_sim_target"] = float(id_model.similarity(a, b)[0])
     if dlib_identity:
         from .identity import dlib_identity_distance
 
-        row["dlib_id_target"] = dlib_identity_distance(_load_pil(proj_dir / IMAGE), _load_pil(target_dir / IMAGE))
+        row["dlib_id_target"] = dlib_identity_distance(pred, target)
     src = study.sources[source]
     if src.kind == "samples" and src.spec.get("generator") == c.generator:
-        truth = Path(study_input_dir(source, item)) / "image.npz"
+        truth = Path(INPUT.format(source=source, item=item)) / "image.npz"
         latent = proj_dir / "image.npz"
         if truth.is_file() and latent.is_file():
             w_true = np.load(truth)["w"]
             ws = np.load(latent)["ws"]
             row["w_error"] = float(np.linalg.norm(ws - w_true[None, :], axis=1).mean() / math.sqrt(w_true.size))
     return row
-
-
-def study_input_dir(source: str, item: str) -> str:
-    from .study import INPUT
-
-    return INPUT.format(source=source, item=item)
 
 
 def condition_metrics(
@@ -141,16 +124,8 @@ def condition_metrics(
     rows = [item_metrics(study, cid, s, i, metric_size, lp, id_model, dlib_identity) for s, its in items.items() for i in its]
     df = pd.DataFrame(rows)
     df["lpips_metric"] = f"LPIPS-{lpips_net}" + (" (random backbone: stand-in, not LPIPS)" if lpips_backbone == "random" else "")
-    if lpips_backbone == "random":
-        _mark_stand_in(df, "metric LPIPS with a random backbone")
-    if id_model is not None and id_model.stand_in:
-        _mark_stand_in(df, "identity metric from a stand-in network")
+    reasons = study.stand_in_reasons()  # every row, skipped ones included, says when numbers are not findings
+    df["stand_in"] = bool(reasons)
+    df["stand_in_reason"] = "; ".join(reasons)
     cols = ["condition", "source", "item", *FACTORS, "status", "reason", *POSE_COLUMNS, *METRIC_COLUMNS]
     return df[[c for c in cols if c in df] + [c for c in df if c not in cols]]
-
-
-def _mark_stand_in(df: pd.DataFrame, reason: str) -> None:
-    """Flag every row as a stand-in and append the reason to its stand_in_reason."""
-    df["stand_in"] = True
-    old = df["stand_in_reason"].fillna("").astype(str) if "stand_in_reason" in df else pd.Series([""] * len(df), index=df.index)
-    df["stand_in_reason"] = [f"{r}; {reason}" if r else reason for r in old]

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from .io import STATUS_OK, InputError, load_image, write_csv_atomic
-from .metrics import bootstrap_ci
+from .io import DIR_MODE, STATUS_OK, InputError, load_image, write_csv_atomic
+from .stats import bootstrap_ci
 from .study import IMAGE, INPUT, Question, Study
 
 log = logging.getLogger(__name__)
@@ -36,16 +36,14 @@ def question_rows(df: pd.DataFrame, q: Question) -> pd.DataFrame:
         parts.append(sub)
     out = pd.concat(parts, ignore_index=True) if parts else df.iloc[0:0].assign(level=[])
     if q.yaw_bins:
-        edges = q.yaw_bins
-        labels = [f"|yaw| {edges[i]:g}-{edges[i + 1]:g}°" for i in range(len(edges) - 1)]
         yaw = out["yaw"].astype(float).abs()
-        out["level"] = pd.cut(yaw, bins=edges, labels=labels, include_lowest=True).astype(object)
-        out.loc[out["level"].isna() & (out["status"] == STATUS_OK), "level"] = "yaw unknown"
+        out["level"] = pd.cut(yaw, bins=q.yaw_bins, labels=level_order(q), include_lowest=True).astype(object)
         out["level"] = out["level"].fillna("yaw unknown")
     return out
 
 
 def level_order(q: Question) -> list[str]:
+    """Level labels of a question in plotting order (|yaw| bins for the pose question)."""
     if q.yaw_bins:
         e = q.yaw_bins
         return [f"|yaw| {e[i]:g}-{e[i + 1]:g}°" for i in range(len(e) - 1)]
@@ -72,11 +70,12 @@ def summarize(df: pd.DataFrame, study: Study, n_boot: int = 2000, ci: float = 0.
     return pd.DataFrame(rows, columns=["question", "level", "metric", "mean", "ci_low", "ci_high", "ci", "n", "n_skipped"])
 
 
-def _title(text: str, stand_in: bool) -> str:
+def _title(study: Study, text: str, stand_in: bool) -> str:
+    text = f"{study.config.get('study', 'study')}: {text}"
     return f"{STAND_IN_BANNER}: {text}" if stand_in else text
 
 
-def plot_question(df: pd.DataFrame, summary: pd.DataFrame, q: Question, out_png: Path, stand_in: bool) -> None:
+def plot_question(df: pd.DataFrame, summary: pd.DataFrame, study: Study, q: Question, out_png: Path, stand_in: bool) -> None:
     """One panel per metric: mean and 95% CI per level, individual images as dots."""
     import matplotlib
 
@@ -100,12 +99,13 @@ def plot_question(df: pd.DataFrame, summary: pd.DataFrame, q: Question, out_png:
                 r = s.loc[level]
                 ax.errorbar(x, r["mean"], yerr=[[r["mean"] - r["ci_low"]], [r["ci_high"] - r["mean"]]], fmt="o", color="tab:blue", capsize=4)
         ax.set_xticks(xs, levels, rotation=30, ha="right", fontsize=8)
+        ax.set_xlabel(q.factor, fontsize=8)
         ax.set_ylabel(label, fontsize=8)
         ax.grid(alpha=0.3)
     if not metrics:
         axes[0][0].text(0.5, 0.5, "no successful inversions", ha="center", va="center")
     n = len(ok)
-    fig.suptitle(_title(f"{q.title}  (n={n} image x level; mean and 95% bootstrap CI)", stand_in), fontsize=10,
+    fig.suptitle(_title(study, f"{q.title}  (n={n} image x level; mean and 95% bootstrap CI)", stand_in), fontsize=10,
                  color="darkred" if stand_in else "black")
     fig.tight_layout()
     _save_fig(fig, out_png)
@@ -120,14 +120,7 @@ def _save_fig(fig, out_png: Path) -> None:
 
 
 def _thumb(path: Path, size: int) -> Image.Image:
-    try:
-        return load_image(path).resize((size, size), Image.Resampling.LANCZOS)
-    except InputError:
-        img = Image.new("RGB", (size, size), (235, 235, 235))
-        return img
-
-
-def _square_thumb(path: Path, size: int) -> Image.Image:
+    """A size x size thumbnail (aspect kept, on white); light grey where there is no image."""
     try:
         img = load_image(path)
     except InputError:
@@ -166,9 +159,9 @@ def montage_question(df: pd.DataFrame, study: Study, q: Question, out_png: Path,
     for ax in axes.flat:
         ax.axis("off")
     for r, (source, item, lvls) in enumerate(picks):
-        axes[r][0].imshow(_square_thumb(Path(INPUT.format(source=source, item=item)) / IMAGE, thumb))
+        axes[r][0].imshow(_thumb(Path(INPUT.format(source=source, item=item)) / IMAGE, thumb))
         axes[r][0].set_title(f"{source}/{item}" if q.yaw_bins is None else f"{lvls[0][0]}", fontsize=6)
-        for k, (label, cid) in enumerate(lvls):
+        for k, (_label, cid) in enumerate(lvls):
             c = study.conditions[cid]
             axes[r][1 + 2 * k].imshow(_thumb(Path(study.target_dir(c, source, item)) / IMAGE, thumb))
             axes[r][2 + 2 * k].imshow(_thumb(Path(study.projected_dir(cid, source, item)) / IMAGE, thumb))
@@ -176,7 +169,7 @@ def montage_question(df: pd.DataFrame, study: Study, q: Question, out_png: Path,
         axes[0][k].set_title((axes[0][k].get_title() + "\n" if k == 0 and axes[0][k].get_title() else "") + name, fontsize=6)
     if not picks:
         axes[0][0].text(0.5, 0.5, "no successful inversions", ha="center", va="center", fontsize=8)
-    fig.suptitle(_title(q.title, stand_in), fontsize=9, color="darkred" if stand_in else "black")
+    fig.suptitle(_title(study, q.title, stand_in), fontsize=9, color="darkred" if stand_in else "black")
     fig.tight_layout()
     _save_fig(fig, out_png)
     plt.close(fig)
@@ -194,14 +187,16 @@ def make_figures(metrics_csv: Path, study: Study, out_dir: Path, n_boot: int = 2
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    tmp.chmod(DIR_MODE)
     try:
         summary = summarize(df, study, n_boot=n_boot, ci=ci)
         summary.insert(0, "stand_in", stand_in)
         write_csv_atomic(tmp / "summary.csv", summary.to_dict("records"), list(summary.columns))
-        skipped = df[df["status"] != STATUS_OK][["source", "item", "condition", "status", "reason"]].drop_duplicates(["source", "item", "status", "reason"])
-        write_csv_atomic(tmp / "skipped_inputs.csv", skipped.to_dict("records"), ["source", "item", "condition", "status", "reason"])
+        cols = ["source", "item", "condition", "status", "reason"]
+        skipped = df[df["status"] != STATUS_OK][cols].drop_duplicates(["source", "item", "status", "reason"]).assign(stand_in=stand_in)
+        write_csv_atomic(tmp / "skipped_inputs.csv", skipped.to_dict("records"), cols + ["stand_in"])
         for q in study.questions.values():
-            plot_question(df, summary, q, tmp / f"{q.name}_metrics.png", stand_in)
+            plot_question(df, summary, study, q, tmp / f"{q.name}_metrics.png", stand_in)
             montage_question(df, study, q, tmp / f"{q.name}_montage.png", stand_in)
         replace_dir_atomic(tmp, out_dir)
     except BaseException:

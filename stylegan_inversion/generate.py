@@ -201,14 +201,16 @@ def sample_latent(G, seed: int, truncation: float = 1.0):
     return z, w
 
 
-def generate_sample(G, seed: int, truncation: float = 1.0, noise_seed: int | None = None):
-    """One generator sample with its ground truth: (PIL image, dict of z, w, noise_seed)."""
+def generate_sample(G, seed: int, truncation: float = 1.0):
+    """One generator sample with its ground truth: (PIL image, dict of z, w, seed, noise_seed, truncation).
+
+    z and the noise maps are both drawn from ``seed`` (on the CPU, so the same on every device)."""
     import torch
 
     from .images import tensor_to_pil
 
     z, w = sample_latent(G, seed, truncation)
-    noise_seed = seed if noise_seed is None else noise_seed
+    noise_seed = seed
     noise = G.make_noise(batch=1, seed=noise_seed)
     with torch.no_grad():
         img = G.synthesis(w.unsqueeze(1).expand(-1, G.num_ws, -1), noise=noise)

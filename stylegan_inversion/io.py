@@ -43,6 +43,16 @@ class InputError(Exception):
 # ---------------------------------------------------------------- atomic writing
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_umask()  # what open() would give a new file (mkstemp makes 0600 files)
+DIR_MODE = 0o777 & ~_umask()  # what mkdir() would give a new folder (mkdtemp makes 0700 ones)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success."""
@@ -53,6 +63,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if tmp_path.exists():
+            os.chmod(tmp_path, FILE_MODE)
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
@@ -202,15 +214,19 @@ class StageInput:
     name: str
     skip_status: str | None = None
     skip_reason: str = ""
-    upstream: dict | None = None
+
+
+STAGES = ("generate", "degrade", "align", "project")  # each writes <stage>.csv next to its images
 
 
 def find_record(directory: Path) -> tuple[str, list[dict]] | None:
     """The stage CSV of a folder written by a stage: (stage name, rows), or None."""
-    for p in sorted(directory.glob("*.csv")):
-        rows = read_csv(p)
-        if rows and "status" in rows[0]:
-            return p.stem, rows
+    for stage in STAGES:
+        p = directory / f"{stage}.csv"
+        if p.is_file():
+            rows = read_csv(p)
+            if rows and "status" in rows[0]:
+                return stage, rows
     return None
 
 
@@ -235,13 +251,12 @@ def resolve_inputs(paths: Iterable[str | Path]) -> list[StageInput]:
         p = Path(p)
         name = p.stem
         up = upstream_row(p) if p.suffix.lower() == ".png" else None
-        upstream = up[1] if up else None
         if up and up[1].get("status") != STATUS_OK and not p.exists():
             stage, row = up
             reason = f"{stage}: {row.get('status')}: {row.get('reason', '')}".strip()
-            out.append(StageInput(p, name, "skipped", reason, upstream))
+            out.append(StageInput(p, name, "skipped", reason))
         else:
-            out.append(StageInput(p, name, None, "", upstream))
+            out.append(StageInput(p, name))
     return out
 
 

@@ -3,14 +3,13 @@ outputs atomically with a stage CSV, and records (rather than raises on) bad inp
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 
 import numpy as np
 
-from . import degrade as deg
 from .io import STATUS_OK, InputError, StageRecorder, load_image, resolve_inputs, save_png_atomic, atomic_path, write_csv_atomic
+from .study import derive_seed
 
 log = logging.getLogger(__name__)
 
@@ -21,12 +20,6 @@ def display_name(path: Path) -> str:
     if path.stem == "image" and path.parent.parent.name:
         return f"{path.parent.parent.name}/{path.parent.name}"
     return path.stem
-
-
-def derive_seed(seed: int, *parts) -> int:
-    """31-bit seed from a base seed and names (stable across runs and machines)."""
-    h = hashlib.sha256("/".join(map(str, (int(seed),) + parts)).encode()).digest()
-    return int.from_bytes(h[:4], "little") & 0x7FFFFFFF
 
 
 # ------------------------------------------------------------------ generate
@@ -70,6 +63,8 @@ def sample_items(weights: Path, seeds: list[int], out_dir: Path, truncation: flo
 
 def degrade_files(paths: list[Path], op: str, level: float, seed: int, out_dir: Path) -> list[dict]:
     """Degrade each image (seed derived per image from ``seed`` and its name); writes degrade.csv."""
+    from . import degrade as deg
+
     deg.validate(op, level)
     out_dir = Path(out_dir)
     rec = StageRecorder(out_dir, "degrade", ["output", "op", "level", "seed", "psnr_vs_input", "params"])
@@ -186,15 +181,11 @@ def project_files(
     return rec.rows
 
 
-def read_stage_row(item_dir: Path) -> dict:
-    """The single row of a workflow item folder's stage CSV (status 'missing' if none)."""
-    from .io import find_record
+def read_stage_row(item_dir: Path, stage: str) -> dict:
+    """The single row of a workflow item folder's ``<stage>.csv`` (status 'missing' if there is none)."""
+    from .io import read_csv
 
-    found = find_record(Path(item_dir))
-    if not found:
-        return {"status": "missing", "reason": f"no stage record in {item_dir}"}
-    stage, rows = found
-    row = dict(rows[0])
-    row["_stage"] = stage
-    return row
+    path = Path(item_dir) / f"{stage}.csv"
+    rows = read_csv(path) if path.is_file() else []
+    return dict(rows[0]) if rows else {"status": "missing", "reason": f"no {stage} record in {item_dir}"}
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UserError
@@ -69,6 +69,12 @@ def degrade_level_problem(op: str, level: float) -> str | None:
         return f"unknown degradation {op!r} (one of {', '.join(DEGRADE_OPS)})"
     ok, what = DEGRADE_LEVELS[op]
     return None if ok(level) else f"{op} level must be {what}, got {level:g}"
+
+
+def derive_seed(seed: int, *parts) -> int:
+    """31-bit seed from a base seed and names (stable across runs and machines)."""
+    h = hashlib.sha256("/".join(map(str, (int(seed),) + parts)).encode()).digest()
+    return int.from_bytes(h[:4], "little") & 0x7FFFFFFF
 
 
 def parse_degrade(spec: str) -> tuple[str, float]:
@@ -127,7 +133,6 @@ class Question:
     sources: list[str]
     levels: list[Level]
     yaw_bins: list[float] | None = None
-    metrics: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -150,6 +155,7 @@ class Study:
         if self.identity is not None and self.weights.get(self.identity, {}).get("role") != "identity":
             raise StudyError(f"identity.weights: {self.identity!r} is not a weights entry with role: identity")
         self.sources = {n: self._source(n, s) for n, s in (config.get("sources") or {}).items()}
+        self._folder_cache: dict[str, dict[str, Path]] = {}
         base = dict(config.get("baseline") or {})
         self.baseline = self._condition(base, "baseline")
         self.questions: dict[str, Question] = {}
@@ -217,7 +223,7 @@ class Study:
             if len(bins) < 2 or bins != sorted(bins):
                 raise StudyError(f"{where}.yaw_bins: need at least two increasing edges")
             levels = [Level("baseline", self.baseline)]
-            return Question(name, q.get("title", name), "yaw", sources, levels, yaw_bins=bins, metrics=list(q.get("metrics") or []))
+            return Question(name, q.get("title", name), q.get("factor", "|yaw| (degrees)"), sources, levels, yaw_bins=bins)
         for i, lv in enumerate(q.get("levels") or []):
             spec = self.baseline.factors()
             spec.update(lv.get("set") or {})
@@ -227,7 +233,7 @@ class Study:
         labels = [lv.label for lv in levels]
         if len(set(labels)) != len(labels):
             raise StudyError(f"{where}.levels: labels must be unique")
-        return Question(name, q.get("title", name), q.get("factor", name), sources, levels, metrics=list(q.get("metrics") or []))
+        return Question(name, q.get("title", name), q.get("factor", name), sources, levels)
 
     # ---- facts for the DAG
     def condition_sources(self, cid: str) -> list[str]:
@@ -241,15 +247,19 @@ class Study:
     def stand_in_weights(self, name: str) -> bool:
         return self.weights[name].get("kind") == "stand_in"
 
+    def stand_in_reasons(self) -> list[str]:
+        """Why the study's numbers are not findings: each stand-in network it uses (empty for a real study)."""
+        reasons = [f"stand-in generator '{g}' (tiny, random)" for g in sorted({c.generator for c in self.conditions.values()})
+                   if self.stand_in_weights(g)]
+        if (self.config.get("lpips") or {}).get("backbone") == "random":
+            reasons.append("LPIPS with a random backbone (not LPIPS)")
+        if self.identity and self.stand_in_weights(self.identity):
+            reasons.append(f"stand-in identity network '{self.identity}' (small, random)")
+        return reasons
+
     def is_stand_in(self) -> bool:
         """True when any network used is a stand-in (generator, identity, LPIPS backbone): numbers are not findings."""
-        lp = self.config.get("lpips") or {}
-        uses_id = any("id" in c.loss.split("+") for c in self.conditions.values())
-        return (
-            any(self.stand_in_weights(c.generator) for c in self.conditions.values())
-            or lp.get("backbone") == "random"
-            or (uses_id and self.stand_in_weights(self.identity))
-        )
+        return bool(self.stand_in_reasons())
 
     def lpips_backbone_entry(self, net: str) -> str | None:
         """Weights entry (role lpips) holding torchvision's backbone for LPIPS-net; None with a random backbone."""
@@ -269,7 +279,7 @@ class Study:
     def degrade_ids(self) -> list[str]:
         return sorted({c.degrade for c in self.conditions.values() if c.degrade != "none"})
 
-    def static_items(self, source: str, root: str | Path = ".") -> list[str]:
+    def static_items(self, source: str) -> list[str]:
         """Items of a source known without running anything (not video frames)."""
         src = self.sources[source]
         if src.kind == "samples":
@@ -277,13 +287,18 @@ class Study:
         if src.kind == "bundled":
             return list(src.spec.get("photos") or [])
         if src.kind == "folder":
-            return sorted(folder_items(Path(root) / src.spec["path"]).keys())
+            return sorted(self.folder_files(source))
         raise StudyError(f"source {source!r} of kind {src.kind!r} has items only after frame extraction")
+
+    def folder_files(self, source: str) -> dict[str, Path]:
+        """{item: file} of a folder source, listed once per Study."""
+        if source not in self._folder_cache:
+            self._folder_cache[source] = folder_items(Path(self.sources[source].spec["path"]))
+        return self._folder_cache[source]
 
     def item_seed(self, *parts) -> int:
         """A 31-bit seed derived from the study seed and the given names."""
-        h = hashlib.sha256(("/".join(map(str, (self.seed,) + parts))).encode()).digest()
-        return int.from_bytes(h[:4], "little") & 0x7FFFFFFF
+        return derive_seed(self.seed, *parts)
 
     # ---- path builders (item folders)
     def align_mode(self, source: str, alignment: str) -> str:

@@ -1,9 +1,9 @@
-"""Network weights of the study: stand-in generators for offline runs, and fetching real ones.
+"""Network weights of the study: stand-in networks for offline runs, and fetching real ones.
 
-Registry entries (``weights:`` in the config) have a ``kind``:
-- ``stand_in``: a tiny randomly initialised StyleGAN2 built from a seed, saved in the
-  rosinality checkpoint format and loaded through the same loader as real weights.
-  Every output made with it says it is a stand-in.
+Registry entries (``weights:`` in the config) have a ``role`` (generator, lpips, identity) and a ``kind``:
+- ``stand_in``: a small randomly initialised network built from a seed — a StyleGAN2 generator
+  (rosinality checkpoint format) or an IR-SE identity network — loaded through the same
+  loader as the real weights. Every output made with it says it is a stand-in.
 - ``url``: a file fetched from ``url`` (or the first of ``urls`` that works), checked against
   ``sha256`` (and ``size``), through ``stylegan_inversion.download`` (resume, retries, stall
   timeout, local mirror folder). Optional post-processing, in this order:
@@ -35,7 +35,7 @@ from .download import (
 )
 
 __all__ = [
-    "CONVERT_KINDS", "EXTRACT_KINDS", "WeightsError", "default_output", "ensure_weights", "entry_urls", "fetch",
+    "CONVERT_KINDS", "EXTRACT_KINDS", "WeightsError", "default_output", "ensure_weights", "entry_urls",
     "load_registry", "make_stand_in", "parse_channels", "sha256_file", "torch_hub_path",
 ]
 
@@ -71,19 +71,6 @@ def make_stand_in(out: str | Path, resolution: int, style_dim: int, n_mlp: int, 
     G.mean_w()
     save_generator(G, out, meta={"stand_in": True, "seed": seed, "note": "tiny randomly initialised stand-in generator: not a trained model"})
     return Path(out)
-
-
-def fetch(url: str | list[str], out: str | Path, sha256: str | None = None, name: str = "", timeout: float = DEFAULT_STALL_TIMEOUT,
-          **kwargs) -> Path:
-    """Download url to out (``.part``, verify, rename); a present file with the right checksum is kept.
-
-    ``timeout`` is the stall timeout; other keywords (size, mirrors, retries, backoff, progress_stream)
-    go to ``stylegan_inversion.download.download``.
-    """
-    try:
-        return download(url, out, sha256=sha256, name=name or Path(out).name, stall_timeout=timeout, **kwargs)
-    except DownloadError as e:
-        raise WeightsError(str(e)) from None
 
 
 def entry_urls(entry: dict) -> list[str]:
@@ -134,6 +121,10 @@ def ensure_weights(name: str, entry: dict, out: str | Path, *, mirrors: str | Pa
     out = Path(out)
     _check_entry(name, entry)
     if entry["kind"] == "stand_in":
+        if entry.get("role", "generator") == "identity":
+            from .identity import write_stand_in_identity
+
+            return write_stand_in_identity(out, seed=int(entry.get("seed", 0)), width=int(entry.get("width", 16)))
         return make_stand_in(out, int(entry["resolution"]), int(entry.get("style_dim", 64)), int(entry.get("n_mlp", 2)),
                              parse_channels(entry["channels"]), int(entry.get("seed", 0)))
     urls = entry_urls(entry)

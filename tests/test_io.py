@@ -103,3 +103,13 @@ def test_stage_recorder_and_skip_propagation(tmp_path):
     assert inputs[1].skip_status is None  # no record: the stage itself will report the missing file
     save_png_atomic(Image.new("RGB", (4, 4)), item / "image.png")
     assert resolve_inputs([item / "image.png"])[0].skip_status is None
+
+
+def test_atomic_files_get_normal_permissions(tmp_path):
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    with atomic_path(tmp_path / "x.txt") as tmp:
+        tmp.write_text("shared with the group, like any new file")
+    assert (tmp_path / "x.txt").stat().st_mode & 0o777 == 0o666 & ~mask

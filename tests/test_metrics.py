@@ -7,7 +7,8 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from stylegan_inversion.metrics import bootstrap_ci, psnr, ssim
+from stylegan_inversion.metrics import psnr, ssim
+from stylegan_inversion.stats import bootstrap_ci
 
 
 def test_psnr_known_value():

@@ -18,9 +18,7 @@ from stylegan_inversion.weights import (
     default_output,
     ensure_weights,
     entry_urls,
-    fetch,
     load_registry,
-    sha256_file,
     torch_hub_path,
 )
 from test_download import closed_port_url, payload, sha
@@ -44,14 +42,6 @@ def test_plain_url_entry_is_downloaded_and_verified(server, tmp_path):
     assert out.read_bytes() == data
     assert ensure_weights("lpips-vgg", entry, out, **FAST) == out  # second call: no request
     assert len(server.requests) == 1
-
-
-def test_fetch_keeps_its_old_signature(server, tmp_path):
-    data = payload(1000)
-    out = fetch(server.add("/f.bin", data), tmp_path / "f.bin", sha(data), name="old-api", timeout=5, retries=0)
-    assert sha256_file(out) == sha(data)
-    with pytest.raises(WeightsError, match="old-api.*HTTP 404"):
-        fetch(server.url("/nope.bin"), tmp_path / "nope.bin", sha(data), name="old-api", timeout=5, retries=0)
 
 
 def test_convert_entry_downloads_then_writes_a_rosinality_checkpoint(server, tmp_path):

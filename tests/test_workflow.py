@@ -114,6 +114,21 @@ def test_projector_change_reruns_only_projection_and_downstream(demo, tmp_path):
 
 
 @pytest.mark.slow
+def test_figure_setting_change_reruns_only_figures(demo, tmp_path):
+    import yaml
+
+    from helpers import demo_config
+
+    cfg = demo_config()
+    cfg["metrics"]["bootstrap"] += 100
+    cfg["questions"]["jpeg"]["title"] = "JPEG, retitled"
+    changed = tmp_path / "demo-figures.yaml"
+    changed.write_text(yaml.safe_dump(cfg))
+    proc = snakemake(demo, "-n", "--cores", "2", "results/figures", "--configfile", str(changed))
+    assert planned_jobs(proc) == {"plot_figures": 1}
+
+
+@pytest.mark.slow
 def test_adding_an_image_runs_only_its_jobs(demo):
     photos = "[astronaut, grace_hopper, t1, tom_hanks, camera, corrupt, coffee]"
     proc = snakemake(demo, "-n", "--cores", "2", "results/figures", *DEMO,

@@ -16,7 +16,7 @@ rule align_face:
     params:
         cli=script("align.py"),
         mode=get_align_mode,
-        max_pixels=config.get("max_pixels", 100000000),
+        max_pixels=config["max_pixels"],
     shell:
         "{params.cli} --mode {params.mode} --size {wildcards.size} "
         "--max-pixels {params.max_pixels} --out {output} {input}/image.png > {log} 2>&1"

@@ -51,7 +51,7 @@ rule ingest_frame:
         "../envs/study.yaml"
     params:
         cli=script("generate.py"),
-        max_pixels=config.get("max_pixels", 100000000),
+        max_pixels=config["max_pixels"],
     shell:
         "{params.cli} ingest {input} --stem image --max-pixels {params.max_pixels} "
         "--out {output} > {log} 2>&1"
@@ -70,7 +70,7 @@ rule ingest_image:
         "../envs/study.yaml"
     params:
         cli=script("generate.py"),
-        max_pixels=config.get("max_pixels", 100000000),
+        max_pixels=config["max_pixels"],
     shell:
         "{params.cli} ingest {input:q} --stem image --max-pixels {params.max_pixels} "
         "--out {output} > {log} 2>&1"
@@ -87,7 +87,7 @@ rule copy_bundled_photo:
         "../envs/study.yaml"
     params:
         cli=script("generate.py"),
-        max_pixels=config.get("max_pixels", 100000000),
+        max_pixels=config["max_pixels"],
     shell:
         "{params.cli} bundled {wildcards.item} --stem image "
         "--max-pixels {params.max_pixels} --out {output} > {log} 2>&1"

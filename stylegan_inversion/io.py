@@ -199,8 +199,8 @@ def load_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
 
 
 def pil_to_array(img: Image.Image) -> np.ndarray:
-    """PIL RGB -> uint8 array [H, W, 3]."""
-    return np.asarray(img.convert("RGB"), dtype=np.uint8)
+    """Any PIL image -> C-contiguous uint8 RGB array [H, W, 3] (same conversions as load_image)."""
+    return np.ascontiguousarray(np.asarray(_to_rgb(img), dtype=np.uint8))
 
 
 # ---------------------------------------------------------------- stage records

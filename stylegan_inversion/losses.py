@@ -7,7 +7,6 @@ import contextlib
 import logging
 import os
 import warnings
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -16,16 +15,12 @@ from .errors import UserError
 
 log = logging.getLogger(__name__)
 
+from .download import torch_hub_dir
 from .study import LPIPS_BACKBONE_FILES  # torchvision's file names of the ImageNet backbones LPIPS builds on
 
 
 class LossSetupError(UserError, RuntimeError):
     """A loss network that cannot be built here (missing weights); the message says what to do."""
-
-
-def torch_hub_checkpoints() -> Path:
-    """Where torchvision looks for downloaded weights ($TORCH_HOME/hub/checkpoints)."""
-    return Path(torch.hub.get_dir()) / "checkpoints"
 
 
 @contextlib.contextmanager
@@ -48,7 +43,7 @@ def load_lpips(net: str = "vgg", backbone: str = "pretrained", device="cpu", see
     if net not in LPIPS_BACKBONE_FILES:
         raise LossSetupError(f"lpips.net must be one of {', '.join(LPIPS_BACKBONE_FILES)}, got {net!r}")
     if backbone == "pretrained":
-        f = torch_hub_checkpoints() / LPIPS_BACKBONE_FILES[net]
+        f = torch_hub_dir() / LPIPS_BACKBONE_FILES[net]
         if not f.is_file():
             raise LossSetupError(
                 f"LPIPS needs torchvision's {net} ImageNet weights at {f} (TORCH_HOME={os.environ.get('TORCH_HOME', '~/.cache/torch')}); "

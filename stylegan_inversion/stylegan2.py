@@ -742,7 +742,8 @@ def infer_config(state: dict[str, torch.Tensor], lr_mlp: float = 0.01, conv_clam
     )
 
 
-def _describe_keys(keys: Sequence[str], limit: int = 8) -> str:
+def describe_keys(keys: Sequence[str], limit: int = 8) -> str:
+    """The first ``limit`` keys, comma-separated, with the total when there are more (for error messages)."""
     keys = list(keys)
     shown = ", ".join(keys[:limit])
     return shown + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
@@ -756,7 +757,7 @@ def generator_from_state_dict(
         raise CheckpointError(f"{source}: expected a state dict of tensors")
     bad = [k for k, v in state.items() if not torch.is_tensor(v)]
     if bad:
-        raise CheckpointError(f"{source}: entries that are not tensors: {_describe_keys(bad)}")
+        raise CheckpointError(f"{source}: entries that are not tensors: {describe_keys(bad)}")
     try:
         cfg = infer_config(state, lr_mlp=lr_mlp, conv_clamp=conv_clamp)
     except (CheckpointError, ValueError) as e:
@@ -768,16 +769,16 @@ def generator_from_state_dict(
     if missing or unexpected:
         parts = []
         if missing:
-            parts.append(f"missing keys: {_describe_keys(missing)}")
+            parts.append(f"missing keys: {describe_keys(missing)}")
         if unexpected:
-            parts.append(f"unexpected keys: {_describe_keys(unexpected)}")
+            parts.append(f"unexpected keys: {describe_keys(unexpected)}")
         raise CheckpointError(f"{source}: not a StyleGAN2 generator of the inferred shape ({'; '.join(parts)})")
     wrong = [f"{k} {list(state[k].shape)} != {list(v.shape)}" for k, v in own.items() if state[k].shape != v.shape]
     if wrong:
-        raise CheckpointError(f"{source}: tensor shapes do not fit a StyleGAN2 generator: {_describe_keys(wrong, 4)}")
+        raise CheckpointError(f"{source}: tensor shapes do not fit a StyleGAN2 generator: {describe_keys(wrong, 4)}")
     nonfinite = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if nonfinite:
-        raise CheckpointError(f"{source}: tensors with NaN or infinite values: {_describe_keys(nonfinite)}")
+        raise CheckpointError(f"{source}: tensors with NaN or infinite values: {describe_keys(nonfinite)}")
     G.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
     return G
 

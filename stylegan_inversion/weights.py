@@ -26,6 +26,7 @@ from .download import (
     DEFAULT_BACKOFF,
     DEFAULT_RETRIES,
     DEFAULT_STALL_TIMEOUT,
+    EXTRACT_KINDS,
     DownloadError,
     download,
     extract,
@@ -43,7 +44,6 @@ log = logging.getLogger(__name__)
 
 
 CONVERT_KINDS = ("nvidia_pkl",)
-EXTRACT_KINDS = ("bz2", "zip")
 ENTRY_KINDS = ("stand_in", "url")
 
 
@@ -150,11 +150,9 @@ def ensure_weights(name: str, entry: dict, out: str | Path, *, mirrors: str | Pa
         hint = f" Or place the finished file (after {steps}) at {out}." if post else ""
         raise WeightsError(f"{e}{hint}") from None
     if convert == "nvidia_pkl":
-        from .stylegan2 import load_generator, save_generator
+        from .stylegan2 import convert_checkpoint
 
-        G = load_generator(src, device="cpu")
-        save_generator(G, out, meta={"converted_from": src.name, "source_url": urls[0], "source_sha256": entry.get("sha256")})
-        log.info("%s: converted %s -> %s", label, src.name, out)
+        convert_checkpoint(src, out, meta={"source_url": urls[0], "source_sha256": entry.get("sha256")})
     return out
 
 
